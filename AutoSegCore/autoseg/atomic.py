@@ -1,0 +1,59 @@
+"""Atomic file writes: a crash or a full disk never leaves a half-written plan, checkpoint or result.
+
+Data is written to a temporary file in the same folder and then renamed over the target, which is
+atomic on POSIX and on Windows (``Path.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    ``suffix`` keeps the real ending on the temporary file for writers that choose their format by
+    file name (``np.save`` appends ``.npy`` to names without it).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
+    )
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_atomic(target: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write bytes through ``write(file)`` and move the result into place atomically."""
+    with atomic_path(target) as temporary, temporary.open("wb") as file:
+        write(file)
+
+
+# A JSON list holding only numbers, booleans, null or simple strings (no brackets or braces inside).
+_FLAT_LIST = re.compile(r'\[\s*((?:-?[\w.+-]+|"[^"\[\]{}]*")(?:,\s*(?:-?[\w.+-]+|"[^"\[\]{}]*"))*)\s*\]')
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON in which flat lists (shapes, spacings, kernel sizes) stay on one line."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+
+def write_json_atomic(target: Path, data: Any) -> None:
+    """Write human-readable JSON atomically (UTF-8, keys in insertion order)."""
+    text = json_text(data)
+    write_atomic(target, lambda file: file.write(text.encode("utf-8")))

@@ -1,0 +1,54 @@
+"""Progress reporting that works for a terminal and for the Slicer modules.
+
+Long stages call a ``ProgressCallback`` with ``(stage, done, total)``. The command line plugs in a
+text bar for people or JSON lines (``--progress json``) that the Slicer modules read from the child
+process; engine code never prints progress itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """A callback that ignores progress (library use, tests)."""
+
+
+class TextProgressBar:
+    """A one-line progress bar with rate and remaining time, redrawn in place on a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self._stream = stream or sys.stderr
+        self._width = width
+        self._started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        start = self._started.setdefault(stage, time.perf_counter())
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        fraction = done / total if total else 1.0
+        filled = int(self._width * fraction)
+        rate = done / elapsed
+        remaining = (total - done) / rate if rate > 0 else 0.0
+        bar = "#" * filled + "-" * (self._width - filled)
+        line = f"\r{stage}: [{bar}] {done}/{total} {rate:.1f}/s ETA {remaining:.0f}s"
+        end = "\n" if done >= total else ""
+        self._stream.write(line + end)
+        self._stream.flush()
+
+
+class JsonLinesProgress:
+    """One JSON object per line: ``{"event": "progress", "stage": ..., "done": k, "total": n}``."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        event = {"event": "progress", "stage": stage, "done": done, "total": total}
+        self._stream.write(json.dumps(event) + "\n")
+        self._stream.flush()
