@@ -20,10 +20,20 @@ def make_plans() -> Plans:
         "PlainConvUNet", (32, 64), ((3, 3, 3), (3, 3, 3)), ((1, 1, 1), (2, 2, 2)), (2, 2), (2,)
     )
     prep = PreprocessingSpec((1.0, 1.0, 1.0), ("ZScore",), (False,))
-    fullres = ConfigurationPlan("3d_fullres", "P_3d_fullres", (8, 8, 8), 2, (10.0, 10.0, 10.0), False, prep, arch)
+    fullres = ConfigurationPlan(
+        "3d_fullres", "P_3d_fullres", (8, 8, 8), 2, (10.0, 10.0, 10.0), False, prep, arch
+    )
     cascade = ConfigurationPlan(
-        "3d_cascade_fullres", "P_3d_fullres", (8, 8, 8), 2, (10.0, 10.0, 10.0), False, prep, arch,
-        previous_stage="3d_lowres", inherits_from="3d_fullres",
+        "3d_cascade_fullres",
+        "P_3d_fullres",
+        (8, 8, 8),
+        2,
+        (10.0, 10.0, 10.0),
+        False,
+        prep,
+        arch,
+        previous_stage="3d_lowres",
+        inherits_from="3d_fullres",
     )
     return Plans(
         dataset_name="Dataset001_X",
@@ -41,7 +51,9 @@ def make_plans() -> Plans:
 def test_inheriting_configuration_stores_only_differences(tmp_path: Path):
     plans = make_plans()
     plans.save(tmp_path / "plans.json")
-    stored = json.loads((tmp_path / "plans.json").read_text())["configurations"]["3d_cascade_fullres"]
+    stored = json.loads((tmp_path / "plans.json").read_text())["configurations"][
+        "3d_cascade_fullres"
+    ]
     assert stored == {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
     assert Plans.load(tmp_path / "plans.json") == plans
 

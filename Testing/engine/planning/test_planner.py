@@ -16,13 +16,17 @@ STATS = {"0": IntensityStats(0.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0)}
 
 
 def uniform_fingerprint(shape, spacing, n_cases, relative_size=1.0):
-    return DatasetFingerprint([tuple(spacing)] * n_cases, [tuple(shape)] * n_cases, STATS, relative_size)
+    return DatasetFingerprint(
+        [tuple(spacing)] * n_cases, [tuple(shape)] * n_cases, STATS, relative_size
+    )
 
 
 def plan(shape, spacing, n_cases, n_labels, channels=("MRI",), preset="default", relative_size=1.0):
     task = PlanningTask("Dataset999_Test", channels, n_labels, n_cases, "SimpleITKIO")
     options = PlannerOptions(preset=get_preset(preset))
-    return plan_experiment(uniform_fingerprint(shape, spacing, n_cases, relative_size), task, options)
+    return plan_experiment(
+        uniform_fingerprint(shape, spacing, n_cases, relative_size), task, options
+    )
 
 
 def test_hippocampus_row_of_the_method():
@@ -31,7 +35,9 @@ def test_hippocampus_row_of_the_method():
     assert fullres.patch_size == (40, 56, 40)
     assert fullres.batch_size == 9
     assert fullres.architecture.n_stages == 4
-    uncapped = size_network(fullres.spacing, fullres.median_image_size_in_voxels, 1e15, 3, get_preset("default"))
+    uncapped = size_network(
+        fullres.spacing, fullres.median_image_size_in_voxels, 1e15, 3, get_preset("default")
+    )
     assert uncapped.batch_size == 58
     twod = plans.configuration("2d")
     assert (twod.patch_size, twod.batch_size, twod.architecture.n_stages) == ((56, 40), 366, 4)
@@ -52,14 +58,19 @@ def test_brats_like_row_of_the_method():
 def test_ct_row_of_the_method_and_its_cascade():
     plans = plan((200, 512, 512), (2.5, 0.8, 0.8), 100, 3, channels=("CT",))
     fullres = plans.configuration("3d_fullres")
-    assert (fullres.patch_size, fullres.batch_size, fullres.architecture.n_stages) == ((64, 192, 160), 2, 6)
+    assert (fullres.patch_size, fullres.batch_size, fullres.architecture.n_stages) == (
+        (64, 192, 160),
+        2,
+        6,
+    )
     assert fullres.architecture.strides[1] == (1, 2, 2)
     assert fullres.architecture.kernel_sizes[0] == (1, 3, 3)
     assert fullres.preprocessing.normalization_schemes == ("CT",)
     lowres = plans.configuration("3d_lowres")
     assert all(lo > hi for lo, hi in zip(lowres.spacing, fullres.spacing, strict=True))
     assert lowres.next_stage == "3d_cascade_fullres"
-    assert fullres.batch_dice and not lowres.batch_dice
+    assert fullres.batch_dice
+    assert not lowres.batch_dice
     cascade = plans.configuration("3d_cascade_fullres")
     assert cascade.previous_stage == "3d_lowres"
     assert cascade.inherits_from == "3d_fullres"
@@ -77,14 +88,20 @@ def test_residual_encoder_preset_matches_observed_2d_plan():
 
 def test_larger_presets_and_memory_target_grow_the_patch():
     default = plan((138, 169, 138), (1, 1, 1), 484, 4, preset="ResEncM").configuration("3d_fullres")
-    large = plan((138, 169, 138), (1, 1, 1), 484, 4, preset="nnUNetPlannerResEncL").configuration("3d_fullres")
+    large = plan((138, 169, 138), (1, 1, 1), 484, 4, preset="nnUNetPlannerResEncL").configuration(
+        "3d_fullres"
+    )
     assert np.prod(large.patch_size) > np.prod(default.patch_size)
     assert large.data_identifier == default.data_identifier  # same preprocessed data
 
 
 def test_gpu_memory_target_scales_the_reference():
-    small = size_network((1, 1, 1), (138, 169, 138), 1e15, 4, get_preset("default").with_memory_target(4))
-    big = size_network((1, 1, 1), (138, 169, 138), 1e15, 4, get_preset("default").with_memory_target(40))
+    small = size_network(
+        (1, 1, 1), (138, 169, 138), 1e15, 4, get_preset("default").with_memory_target(4)
+    )
+    big = size_network(
+        (1, 1, 1), (138, 169, 138), 1e15, 4, get_preset("default").with_memory_target(40)
+    )
     assert np.prod(small.patch_size) < np.prod(big.patch_size)
 
 
@@ -111,7 +128,11 @@ def test_transpose_puts_coarsest_axis_first():
 
 def test_normalization_from_channel_names_and_mask_rule():
     assert [normalization_scheme(n) for n in ("CT", "ct", "noNorm", "T2", "rgb_to_0_1")] == [
-        "CT", "CT", "NoNorm", "ZScore", "RGBTo01",
+        "CT",
+        "CT",
+        "NoNorm",
+        "ZScore",
+        "RGBTo01",
     ]
     plans = plan((100, 100, 100), (1, 1, 1), 10, 2, channels=("T1", "CT"), relative_size=0.5)
     prep = plans.configuration("3d_fullres").preprocessing
