@@ -1,0 +1,182 @@
+"""Sub-commands that plan and preprocess: extract_fingerprint, plan_experiment, preprocess,
+plan_and_preprocess. Flags keep nnU-Net's spellings (``-d``, ``-c``, ``-np``, ``-pl``, ...)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from autoseg.cli.common import (
+    add_dataset_argument,
+    add_progress_arguments,
+    add_root_arguments,
+    default_processes,
+    progress_from,
+    roots_from,
+)
+from autoseg.cli.data_commands import print_problems
+from autoseg.integrity import verify_or_raise
+from autoseg.plan_summary import format_plans
+from autoseg.planning import PlannerOptions, get_preset
+from autoseg.planning.presets import DEFAULT_PLANS_NAME
+from autoseg.stages import (
+    DatasetFolders,
+    fingerprint_dataset,
+    plan_dataset,
+    preprocess_configurations,
+)
+
+DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
+
+
+def _add_fingerprint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-npfp", dest="fingerprint_processes", type=int, default=None, help="fingerprint workers"
+    )
+    parser.add_argument(
+        "--verify_dataset_integrity", action="store_true", help="run 'verify' first; stop on errors"
+    )
+    parser.add_argument("--clean", action="store_true", help="recompute even if results exist")
+
+
+def _add_planner_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-pl",
+        dest="planner",
+        default="default",
+        help="planner preset: default, ResEnc, ResEncM, ResEncL, ResEncXL (nnU-Net names accepted)",
+    )
+    parser.add_argument(
+        "--gpu-memory-target",
+        "-gpu_memory_target",
+        dest="gpu_memory_target",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="GPU memory to plan for (default: the preset's, 8 GB for the default planner)",
+    )
+    parser.add_argument(
+        "-overwrite_target_spacing",
+        type=float,
+        nargs="+",
+        default=None,
+        help="3d_fullres target spacing (transposed axis order) instead of the planned one",
+    )
+    parser.add_argument(
+        "-overwrite_plans_name", dest="plans_name", default=None, help="name of the plans file"
+    )
+
+
+def _add_preprocess_arguments(parser: argparse.ArgumentParser, plans_flag: bool) -> None:
+    parser.add_argument(
+        "-c",
+        dest="configurations",
+        nargs="+",
+        default=list(DEFAULT_CONFIGURATIONS),
+        help="configurations to preprocess (missing ones, e.g. 3d_lowres, are skipped)",
+    )
+    parser.add_argument(
+        "-np",
+        dest="num_processes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="workers, one number for all configurations or one per configuration",
+    )
+    if plans_flag:
+        parser.add_argument("-plans_name", dest="plans_name", default=DEFAULT_PLANS_NAME)
+
+
+def _processes(args: argparse.Namespace, *names: str) -> int:
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            value = max(value)
+        if value:
+            return int(value)
+    return default_processes()
+
+
+def _fingerprint(folders: DatasetFolders, args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    processes = _processes(args, "fingerprint_processes", "num_processes")
+    if args.verify_dataset_integrity:
+        print(f"Verifying {folders.raw}")
+        print_problems(verify_or_raise(folders.raw, processes, env, progress_from(args)))
+    fingerprint_dataset(folders, processes, args.clean, progress_from(args))
+    print(f"Fingerprint: {folders.fingerprint_file}")
+
+
+def _plan(folders: DatasetFolders, args: argparse.Namespace) -> str:
+    preset = get_preset(args.planner).with_memory_target(args.gpu_memory_target)
+    spacing = tuple(args.overwrite_target_spacing) if args.overwrite_target_spacing else None
+    options = PlannerOptions(
+        preset=preset, overwrite_target_spacing=spacing, plans_name=args.plans_name
+    )
+    plans = plan_dataset(folders, options)
+    print(format_plans(plans))
+    print(f"Plans: {folders.plans_file(plans.plans_name)}")
+    return plans.plans_name
+
+
+def _preprocess(folders: DatasetFolders, args: argparse.Namespace, plans_name: str) -> None:
+    processes: int | list[int] = args.num_processes or default_processes()
+    done = preprocess_configurations(
+        folders, plans_name, args.configurations, processes, args.clean, progress_from(args)
+    )
+    skipped = [c for c in args.configurations if c not in done]
+    if skipped:
+        print(f"Skipped (not in the plans): {', '.join(skipped)}")
+    print(f"Preprocessed {', '.join(done) or 'nothing'} into {folders.preprocessed}")
+
+
+def _for_each_dataset(args: argparse.Namespace, env: Mapping[str, str], steps: str) -> int:
+    roots = roots_from(args, env)
+    for identifier in args.datasets:
+        folders = DatasetFolders.resolve(identifier, roots)
+        plans_name = getattr(args, "plans_name", None) or DEFAULT_PLANS_NAME
+        if "f" in steps:
+            _fingerprint(folders, args, env)
+        if "p" in steps:
+            plans_name = _plan(folders, args)
+        if "r" in steps and not getattr(args, "no_pp", False):
+            _preprocess(folders, args, plans_name)
+    return 0
+
+
+def register(commands: Any) -> None:
+    both = commands.add_parser(
+        "plan_and_preprocess",
+        help="fingerprint, plan and preprocess (nnUNetv2_plan_and_preprocess)",
+    )
+    add_dataset_argument(both)
+    _add_fingerprint_arguments(both)
+    _add_planner_arguments(both)
+    _add_preprocess_arguments(both, plans_flag=False)
+    both.add_argument("--no_pp", action="store_true", help="stop after planning")
+    both.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "fpr"))
+
+    fingerprint = commands.add_parser(
+        "extract_fingerprint", help="compute dataset_fingerprint.json"
+    )
+    add_dataset_argument(fingerprint)
+    _add_fingerprint_arguments(fingerprint)
+    fingerprint.add_argument("-np", dest="num_processes", type=int, default=None)
+    fingerprint.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "f"))
+
+    plan = commands.add_parser("plan_experiment", help="write the plans file from the fingerprint")
+    add_dataset_argument(plan)
+    _add_planner_arguments(plan)
+    plan.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "p"))
+
+    preprocess = commands.add_parser(
+        "preprocess", help="preprocess the configurations of a plans file"
+    )
+    add_dataset_argument(preprocess)
+    _add_preprocess_arguments(preprocess, plans_flag=True)
+    preprocess.add_argument("--clean", action="store_true", help="redo finished cases")
+    preprocess.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "r"))
+
+    for parser in (both, fingerprint, plan, preprocess):
+        add_root_arguments(parser)
+        add_progress_arguments(parser)
