@@ -44,7 +44,9 @@ def write_atomic(target: Path, write: Callable[[IO[bytes]], Any]) -> None:
 
 
 # A JSON list holding only numbers, booleans, null or simple strings (no brackets or braces inside).
-_FLAT_LIST = re.compile(r'\[\s*((?:-?[\w.+-]+|"[^"\[\]{}]*")(?:,\s*(?:-?[\w.+-]+|"[^"\[\]{}]*"))*)\s*\]')
+_FLAT_LIST = re.compile(
+    r'\[\s*((?:-?[\w.+-]+|"[^"\[\]{}]*")(?:,\s*(?:-?[\w.+-]+|"[^"\[\]{}]*"))*)\s*\]'
+)
 
 
 def json_text(data: Any) -> str:

@@ -21,24 +21,36 @@ def no_progress(stage: str, done: int, total: int) -> None:
 
 
 class TextProgressBar:
-    """A one-line progress bar with rate and remaining time, redrawn in place on a terminal."""
+    """A one-line progress bar with rate and remaining time, redrawn in place on a terminal.
+
+    Redraws are limited to ten per second; when the stream is not a terminal (a log file, CI) only
+    the final line of each stage is written, so logs stay readable.
+    """
 
     def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
         self._stream = stream or sys.stderr
         self._width = width
         self._started: dict[str, float] = {}
+        self._last_draw = 0.0
+        self._interactive = bool(getattr(self._stream, "isatty", lambda: False)())
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        start = self._started.setdefault(stage, time.perf_counter())
-        elapsed = max(time.perf_counter() - start, 1e-9)
+        now = time.perf_counter()
+        start = self._started.setdefault(stage, now)
+        finished = done >= total
+        if not finished and (not self._interactive or now - self._last_draw < 0.1):
+            return
+        self._last_draw = now
+        elapsed = max(now - start, 1e-9)
         fraction = done / total if total else 1.0
         filled = int(self._width * fraction)
         rate = done / elapsed
         remaining = (total - done) / rate if rate > 0 else 0.0
         bar = "#" * filled + "-" * (self._width - filled)
         line = f"\r{stage}: [{bar}] {done}/{total} {rate:.1f}/s ETA {remaining:.0f}s"
-        end = "\n" if done >= total else ""
-        self._stream.write(line + end)
+        if not self._interactive:
+            line = line.lstrip("\r")
+        self._stream.write(line + ("\n" if finished else ""))
         self._stream.flush()
 
 

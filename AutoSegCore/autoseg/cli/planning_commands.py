@@ -121,6 +121,8 @@ def _plan(folders: DatasetFolders, args: argparse.Namespace) -> str:
 
 def _preprocess(folders: DatasetFolders, args: argparse.Namespace, plans_name: str) -> None:
     processes: int | list[int] = args.num_processes or default_processes()
+    if isinstance(processes, list) and len(processes) == 1:
+        processes = processes[0]
     done = preprocess_configurations(
         folders, plans_name, args.configurations, processes, args.clean, progress_from(args)
     )

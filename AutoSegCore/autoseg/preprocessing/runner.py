@@ -1,0 +1,189 @@
+"""Preprocess a whole raw dataset for one or more configurations.
+
+Output layout (``output_dir`` = ``preprocessed/DatasetXXX``)::
+
+    dataset.json                 copy of the raw dataset.json (next to the plans)
+    splits_final.json            copy of the raw one, if it exists (never overwritten)
+    gt_segmentations/CASE<ending> copies of the training labels (used by validation/evaluation)
+    <data_identifier>/CASE.*     preprocessed cases (see storage.py)
+
+Configurations that share a ``data_identifier`` (3d_cascade_fullres reuses 3d_fullres's data) are
+processed once. Re-running skips cases that are already complete, so an interrupted run resumes;
+``clean`` deletes only the folders of the requested data identifiers first.
+
+Cases run in a "spawn" process pool (see :mod:`autoseg.parallel`); each worker reads its own images,
+so only small task descriptions cross process boundaries.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoseg.atomic import atomic_path
+from autoseg.dataset import DATASET_JSON, CaseFiles, load_dataset_json, training_cases
+from autoseg.errors import AutoSegError
+from autoseg.image_io import choose_reader_writer
+from autoseg.parallel import map_cases
+from autoseg.plans import Plans
+from autoseg.preprocessing.case import CaseRecipe, preprocess_case
+from autoseg.preprocessing.storage import is_complete, save_case
+from autoseg.progress import ProgressCallback, no_progress
+
+GT_FOLDER = "gt_segmentations"
+SPLITS_FILE = "splits_final.json"
+
+
+@dataclass(frozen=True)
+class _CaseTask:
+    """One unit of work for a worker process (small and picklable)."""
+
+    case: CaseFiles
+    recipe: CaseRecipe
+    output: Path
+    file_ending: str
+    reader: str
+
+
+def _run_case(task: _CaseTask) -> str:
+    """Worker: read, preprocess and save one case. Errors name the case and are plain AutoSegErrors
+    (subclasses with custom constructors would not survive the trip back from a worker process)."""
+    case_id = task.case.case_id
+    try:
+        reader = choose_reader_writer(task.file_ending, override=task.reader)
+        images, geometry = reader.read_images(list(task.case.images))
+        seg = None
+        if task.case.label is not None:
+            seg, _ = reader.read_seg(task.case.label)
+        result = preprocess_case(images, seg, geometry.spacing, task.recipe, geometry.to_json())
+        save_case(task.output, case_id, result)
+    except AutoSegError as error:
+        if type(error) is AutoSegError:
+            raise
+        raise AutoSegError(str(error)) from None
+    except Exception as error:
+        raise AutoSegError(
+            f"case '{case_id}': preprocessing failed ({type(error).__name__}: {error}). "
+            "Fix: check this case's image and label files (readable, same shape, same geometry)."
+        ) from None
+    return case_id
+
+
+def _copy_file_atomic(source: Path, target: Path) -> None:
+    with atomic_path(target, suffix=target.suffix) as temporary:
+        shutil.copyfile(source, temporary)
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    if target.is_file() and filecmp.cmp(source, target, shallow=False):
+        return
+    _copy_file_atomic(source, target)
+
+
+def _copy_splits(raw: Path, output: Path) -> None:
+    source = raw / SPLITS_FILE
+    if not source.is_file():
+        return
+    target = output / SPLITS_FILE
+    if not target.is_file():
+        _copy_file_atomic(source, target)
+        return
+    try:
+        same = json.loads(source.read_text("utf-8")) == json.loads(target.read_text("utf-8"))
+    except json.JSONDecodeError as error:
+        raise AutoSegError(f"{SPLITS_FILE}: not valid JSON ({error}). Fix: repair it.") from None
+    if not same:
+        raise AutoSegError(
+            f"{target}: differs from the raw dataset's {source}. It is never overwritten, because "
+            "trained folds depend on it. Fix: delete one of them (or make them identical)."
+        )
+
+
+def _copy_ground_truth(
+    cases: Sequence[CaseFiles], folder: Path, ending: str, progress: ProgressCallback
+) -> None:
+    labelled = [case for case in cases if case.label is not None]
+    progress("copying ground truth", 0, len(labelled))
+    for done, case in enumerate(labelled, start=1):
+        label = Path(case.label)  # type: ignore[arg-type]
+        _copy_if_changed(label, folder / f"{case.case_id}{ending}")
+        sidecar = label.with_name(label.name[: -len(ending)] + ".json")  # TIFF spacing sidecar
+        if ending.lower() in (".tif", ".tiff") and sidecar.is_file():
+            _copy_if_changed(sidecar, folder / f"{case.case_id}.json")
+        progress("copying ground truth", done, len(labelled))
+
+
+def _process_counts(num_processes: int | Sequence[int], count: int) -> list[int]:
+    if isinstance(num_processes, int):
+        return [num_processes] * count
+    counts = [int(n) for n in num_processes]
+    if len(counts) != count:
+        raise AutoSegError(
+            f"{len(counts)} process count(s) given for {count} configuration(s). "
+            "Fix: pass one number, or one per configuration."
+        )
+    return counts
+
+
+def _preprocess_configuration(
+    tasks: list[_CaseTask], folder: Path, clean: bool, processes: int, progress: ProgressCallback
+) -> None:
+    if clean and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [task for task in tasks if not is_complete(folder, task.case.case_id)]
+    stage = f"preprocessing {folder.name}"
+    if not todo:
+        progress(stage, len(tasks), len(tasks))
+        return
+    map_cases(_run_case, todo, num_processes=processes, progress=progress, stage=stage)
+
+
+def preprocess_dataset(
+    raw_dataset_dir: Path,
+    output_dir: Path,
+    plans: Plans,
+    configuration_names: Sequence[str],
+    num_processes: int | Sequence[int],
+    clean: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> None:
+    """Preprocess every training case of a raw dataset for the given configurations.
+
+    Args:
+        raw_dataset_dir: ``raw/DatasetXXX_Name`` with dataset.json, imagesTr, labelsTr.
+        output_dir: ``preprocessed/DatasetXXX_Name`` (where the plans live).
+        plans: the dataset's plans.
+        configuration_names: e.g. ``["2d", "3d_fullres"]``.
+        num_processes: worker processes, one number or one per configuration (1 = in-process).
+        clean: delete existing preprocessed data of these configurations first.
+        progress: receives ``(stage, done, total)``.
+
+    Raises:
+        AutoSegError: bad dataset/plans, a conflicting splits_final.json, or a failing case.
+    """
+    raw, output = Path(raw_dataset_dir), Path(output_dir)
+    spec = load_dataset_json(raw / DATASET_JSON)
+    cases = training_cases(raw, spec)
+    if not cases:
+        raise AutoSegError(f"{raw}: no training cases found. Fix: add images to imagesTr/.")
+    configs = [plans.configuration(name) for name in configuration_names]
+    counts = _process_counts(num_processes, len(configs))
+    reader = choose_reader_writer(spec.file_ending, cases[0].images[0], spec.reader_override)
+    output.mkdir(parents=True, exist_ok=True)
+    _copy_splits(raw, output)
+    _copy_if_changed(raw / DATASET_JSON, output / DATASET_JSON)
+    _copy_ground_truth(cases, output / GT_FOLDER, spec.file_ending, progress)
+    seen: set[str] = set()
+    for config, processes in zip(configs, counts, strict=True):
+        if config.data_identifier in seen:
+            continue
+        seen.add(config.data_identifier)
+        folder = output / config.data_identifier
+        recipe = CaseRecipe.from_plans(plans, config.name, spec.labels)
+        tasks = [_CaseTask(c, recipe, folder, spec.file_ending, reader.name) for c in cases]
+        _preprocess_configuration(tasks, folder, clean, processes, progress)

@@ -1,0 +1,141 @@
+"""On-disk format of preprocessed cases, built for fast random patch reads during training.
+
+Per case, inside ``preprocessed/DatasetXXX/<data_identifier>/``:
+
+- ``CASE.npy``: float32 image ``(c, x, y, z)``, C order, uncompressed.
+- ``CASE_seg.npy``: int8/int16 labels ``(1, x, y, z)`` (-1 outside the non-zero mask).
+- ``CASE_locations.npz``: class locations, ``keys`` (unicode array) plus ``class_0..n`` ``(N, 3)``
+  int32 arrays, so it loads with ``allow_pickle=False``.
+- ``CASE.json``: properties (shapes, crop box, spacing, geometry); written last, so its presence
+  marks a complete case and an interrupted run simply redoes the case.
+
+Why plain ``.npy``: the training loader reads one small patch (e.g. 40x56x40 or one 2D slice) per
+sample. ``np.load(mmap_mode="r")`` maps the file and a patch read touches only the pages of that
+patch, with no decompression; a compressed ``.npz`` has to inflate the whole array for every
+patch, which is orders of magnitude slower for CT-sized volumes (see bench/preprocess_storage.py).
+The price is disk space (no compression), which is what nnU-Net's uncompressed mode also pays.
+Pickle is never used: properties are JSON, arrays are numpy's own format with pickling disabled.
+Every file is written to a temporary name and renamed, so a crash never leaves a truncated array.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoseg.atomic import atomic_path, write_json_atomic
+from autoseg.errors import AutoSegError
+from autoseg.preprocessing.case import PreprocessedCase
+
+DATA_SUFFIX = ".npy"
+SEG_SUFFIX = "_seg.npy"
+PROPERTIES_SUFFIX = ".json"
+LOCATIONS_SUFFIX = "_locations.npz"
+
+
+def _path(folder: Path, case_id: str, suffix: str) -> Path:
+    return Path(folder) / f"{case_id}{suffix}"
+
+
+def _save_array(target: Path, array: np.ndarray) -> None:
+    with atomic_path(target, suffix=".npy") as temporary:
+        np.save(temporary, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _save_locations(target: Path, locations: dict[str, np.ndarray]) -> None:
+    arrays = {f"class_{i}": np.asarray(v, dtype=np.int32) for i, v in enumerate(locations.values())}
+    keys = np.array(list(locations), dtype=np.str_)
+    with atomic_path(target, suffix=".npz") as temporary:
+        np.savez(temporary, keys=keys, **arrays)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain Python types for json (numpy scalars/arrays and tuples appear in properties)."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_case(folder: Path, case_id: str, case: PreprocessedCase) -> None:
+    """Write one case; the properties JSON comes last and marks the case as complete."""
+    folder = Path(folder)
+    _path(folder, case_id, PROPERTIES_SUFFIX).unlink(missing_ok=True)
+    _save_array(_path(folder, case_id, DATA_SUFFIX), case.data.astype(np.float32, copy=False))
+    if case.seg is not None:
+        _save_array(_path(folder, case_id, SEG_SUFFIX), case.seg)
+    _save_locations(_path(folder, case_id, LOCATIONS_SUFFIX), case.class_locations)
+    write_json_atomic(_path(folder, case_id, PROPERTIES_SUFFIX), _json_ready(case.properties))
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise AutoSegError(
+            f"{path}: preprocessed file is missing. Fix: re-run preprocessing for this dataset."
+        ) from None
+    except ValueError as error:
+        raise AutoSegError(
+            f"{path}: unreadable preprocessed array ({error}). Fix: re-run preprocessing with --clean."
+        ) from None
+
+
+def load_properties(folder: Path, case_id: str) -> dict[str, Any]:
+    """The case's properties (shapes, crop box, spacing, geometry)."""
+    path = _path(folder, case_id, PROPERTIES_SUFFIX)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AutoSegError(
+            f"{path}: properties of case '{case_id}' are missing. Fix: re-run preprocessing."
+        ) from None
+    except json.JSONDecodeError as error:
+        raise AutoSegError(
+            f"{path}: not valid JSON ({error}). Fix: re-run preprocessing with --clean."
+        ) from None
+
+
+def load_class_locations(folder: Path, case_id: str) -> dict[str, np.ndarray]:
+    """Class locations ``{key: (N, 3) int32}``; empty when the case had no segmentation."""
+    path = _path(folder, case_id, LOCATIONS_SUFFIX)
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as archive:
+        keys = [str(k) for k in archive["keys"]]
+        return {key: archive[f"class_{i}"] for i, key in enumerate(keys)}
+
+
+def load_case(
+    folder: Path, case_id: str, mmap: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """``(data, seg or None, properties)``; with ``mmap`` the arrays are read-only memory maps."""
+    data = _load_array(_path(folder, case_id, DATA_SUFFIX), mmap)
+    seg_path = _path(folder, case_id, SEG_SUFFIX)
+    seg = _load_array(seg_path, mmap) if seg_path.is_file() else None
+    return data, seg, load_properties(folder, case_id)
+
+
+def is_complete(folder: Path, case_id: str) -> bool:
+    """True when the case was fully written (properties present and the arrays next to them)."""
+    return all(
+        _path(folder, case_id, suffix).is_file()
+        for suffix in (PROPERTIES_SUFFIX, DATA_SUFFIX, LOCATIONS_SUFFIX)
+    )
+
+
+def case_ids(folder: Path) -> list[str]:
+    """Sorted ids of the complete cases in a preprocessed folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = (p.name[: -len(PROPERTIES_SUFFIX)] for p in folder.glob(f"*{PROPERTIES_SUFFIX}"))
+    return sorted(name for name in names if is_complete(folder, name))
