@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -200,13 +199,7 @@ def _run_cases(
     cases: list[CaseFiles], ctx: _Context, num_processes: int, progress: ProgressCallback
 ) -> list[Problem]:
     check = partial(check_case, ctx=ctx)
-    try:
-        found = map_cases(check, cases, num_processes, progress, stage="verify dataset")
-    except BrokenProcessPool as exc:
-        raise AutoSegError(
-            "A worker process of the integrity check died (often out of memory). "
-            f"Rerun with fewer processes than {num_processes}."
-        ) from exc
+    found = map_cases(check, cases, num_processes, progress, stage="verify dataset")
     return [p for problems in found for p in problems]
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+from autoseg.errors import AutoSegError
 from autoseg.progress import ProgressCallback, no_progress
 
 Item = TypeVar("Item")
@@ -28,7 +30,8 @@ def map_cases(
     """``[function(item) for item in items]``, optionally in a spawn pool; results keep input order.
 
     ``function`` must be a module-level function so spawned workers can import it. The first
-    exception raised by a worker is re-raised here after the pool shut down.
+    exception raised by a worker is re-raised here after the pool shut down; a worker that dies
+    (usually killed for lack of memory) becomes an AutoSegError that says what to do.
     """
     total = len(items)
     progress(stage, 0, total)
@@ -49,6 +52,11 @@ def map_cases(
             for done, future in enumerate(as_completed(futures), start=1):
                 ordered[futures[future]] = future.result()
                 progress(stage, done, total)
+        except BrokenProcessPool:
+            raise AutoSegError(
+                f"a worker process of '{stage}' died, most often because memory ran out. "
+                f"Fix: run again with fewer processes (-np, now {workers})."
+            ) from None
         except BaseException:
             for future in futures:
                 future.cancel()
