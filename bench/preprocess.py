@@ -20,7 +20,12 @@ from pathlib import Path
 
 from autoseg.paths import DataRoots
 from autoseg.planning import PlannerOptions
-from autoseg.stages import DatasetFolders, fingerprint_dataset, plan_dataset, preprocess_configurations
+from autoseg.stages import (
+    DatasetFolders,
+    fingerprint_dataset,
+    plan_dataset,
+    preprocess_configurations,
+)
 from autoseg.synthetic import make_synthetic_dataset
 
 SHARED_RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

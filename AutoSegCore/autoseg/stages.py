@@ -137,6 +137,12 @@ def preprocess_configurations(
     plans = Plans.load(folders.plans_file(plans_name))
     wanted = [name for name in configurations if name in plans.configurations]
     preprocess_dataset(
-        folders.raw, folders.preprocessed, plans, wanted, num_processes, clean, progress
+        folders.raw,
+        folders.preprocessed,
+        plans,
+        wanted,
+        num_processes,
+        clean=clean,
+        progress=progress,
     )
     return wanted

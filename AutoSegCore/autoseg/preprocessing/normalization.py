@@ -7,8 +7,8 @@ case itself. Normalization runs *before* resampling, on the cropped image.
 
 The masked z-score is why the segmentation carries -1 outside the non-zero mask: for images with a
 large zero background (skull-stripped MRI) the statistics are taken inside the mask only and the
-background stays exactly 0, which the planner may only ask for when a scheme keeps that promise
-(:func:`keeps_zero_outside_mask`).
+background stays exactly 0. Only ZScore honours the mask, so the planner
+(``autoseg.planning.planner``) only turns masking on for ZScore channels.
 """
 
 from __future__ import annotations
@@ -86,27 +86,6 @@ NORMALIZERS: dict[str, Normalizer] = {
     "RescaleTo01": _rescale_to_01,
     "RGBTo01": _rgb_to_01,
 }
-
-_CHANNEL_NAME_TO_SCHEME = {
-    "ct": "CT",
-    "nonorm": "NoNorm",
-    "zscore": "ZScore",
-    "rescale_to_0_1": "RescaleTo01",
-    "rgb_to_0_1": "RGBTo01",
-}
-
-
-def scheme_for_channel_name(name: str) -> str:
-    """The scheme a dataset.json channel name asks for (case-insensitive); unknown names -> ZScore."""
-    return _CHANNEL_NAME_TO_SCHEME.get(name.strip().lower(), "ZScore")
-
-
-def keeps_zero_outside_mask(scheme: str) -> bool:
-    """Whether a scheme leaves voxels outside the non-zero mask at 0 when ``use_mask_for_norm``.
-
-    The planner may only turn masking on for such schemes; only ZScore honours the mask.
-    """
-    return scheme == "ZScore"
 
 
 def _normalizer(scheme: str) -> Normalizer:

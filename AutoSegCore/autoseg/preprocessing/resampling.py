@@ -244,7 +244,8 @@ def _resize_label_map(
             continue
         value = index + low
         windows[value] = [m.output_window(s.start, s.stop) for m, s in zip(maps, box, strict=True)]
-    for value, window in windows.items():
+    for value, own_window in windows.items():
+        window = own_window
         if value == 0:  # 0 only matters where -1 may have been painted; out starts at 0
             if -1 not in windows:
                 continue

@@ -143,12 +143,13 @@ def _preprocess_configuration(
     map_cases(_run_case, todo, num_processes=processes, progress=progress, stage=stage)
 
 
-def preprocess_dataset(
+def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flags are keyword-only
     raw_dataset_dir: Path,
     output_dir: Path,
     plans: Plans,
     configuration_names: Sequence[str],
     num_processes: int | Sequence[int],
+    *,
     clean: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> None:

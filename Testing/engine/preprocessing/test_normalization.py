@@ -9,9 +9,7 @@ from autoseg.errors import AutoSegError
 from autoseg.plans import IntensityStats
 from autoseg.preprocessing.normalization import (
     NORMALIZERS,
-    keeps_zero_outside_mask,
     normalize,
-    scheme_for_channel_name,
 )
 
 STATS = IntensityStats(
@@ -98,13 +96,5 @@ def test_multichannel_uses_scheme_per_channel() -> None:
     assert np.allclose(out[1], 2.5)
 
 
-def test_channel_name_mapping_and_mask_promise() -> None:
-    assert scheme_for_channel_name("CT") == "CT"
-    assert scheme_for_channel_name("ct") == "CT"
-    assert scheme_for_channel_name("noNorm") == "NoNorm"
-    assert scheme_for_channel_name("ZSCORE") == "ZScore"
-    assert scheme_for_channel_name("rescale_to_0_1") == "RescaleTo01"
-    assert scheme_for_channel_name("RGB_to_0_1") == "RGBTo01"
-    assert scheme_for_channel_name("T2 MRI") == "ZScore"
+def test_registry_holds_the_planner_scheme_names() -> None:
     assert set(NORMALIZERS) == {"CT", "ZScore", "NoNorm", "RescaleTo01", "RGBTo01"}
-    assert [s for s in NORMALIZERS if keeps_zero_outside_mask(s)] == ["ZScore"]

@@ -80,7 +80,9 @@ def test_constant_image_stays_constant() -> None:
 def test_seg_keeps_labels_exact_shape_and_matches_definition(seed) -> None:
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in rng.integers(8, 24, 3))
-    new_shape = tuple(max(2, round(s * f)) for s, f in zip(shape, rng.uniform(0.4, 2.2, 3)))
+    new_shape = tuple(
+        max(2, round(s * f)) for s, f in zip(shape, rng.uniform(0.4, 2.2, 3), strict=True)
+    )
     seg = _blobs(shape, seed)
     out = resample_seg(seg[None], new_shape, ISO, ISO, SEG)
     assert out.shape == (1, *new_shape)
