@@ -105,7 +105,6 @@ def test_python_dash_m_entry_point_runs(tmp_path):
     assert "plan_and_preprocess" in result.stdout
 
 
-@pytest.mark.slow
 def test_hippocampus_plans_match_the_method(shared_hippocampus, tmp_path, capsys):
     raw_root = shared_hippocampus.parent
     argv = ["plan_and_preprocess", "-d", "4", "-c", "2d", "3d_fullres", "-np", "2"]
