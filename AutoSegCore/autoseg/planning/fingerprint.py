@@ -125,12 +125,16 @@ def _run_case_job(job: _CaseJob) -> CaseFingerprint:
 def weighted_percentiles(
     values: np.ndarray, weights: np.ndarray, percentiles: Sequence[float]
 ) -> np.ndarray:
-    """Percentiles of a weighted sample (each value counts with its weight), linearly interpolated."""
+    """Percentiles of a weighted sample, linearly interpolated.
+
+    Value i sits at (sum of the weights before it) / (total weight - last weight), which reduces to
+    numpy's default ``i / (n - 1)`` when all weights are equal.
+    """
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
     sorted_weights = weights[order]
     cumulative = np.cumsum(sorted_weights)
-    positions = (cumulative - sorted_weights / 2) / cumulative[-1]
+    positions = (cumulative - sorted_weights) / max(cumulative[-1] - sorted_weights[-1], 1e-300)
     return np.interp(np.asarray(percentiles) / 100, positions, sorted_values)
 
 
