@@ -28,6 +28,7 @@ from autoseg.stages import (
 )
 
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
+FINGERPRINT, PLAN, PREPROCESS = "fingerprint", "plan", "preprocess"
 
 
 def _add_fingerprint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,16 +133,19 @@ def _preprocess(folders: DatasetFolders, args: argparse.Namespace, plans_name: s
     print(f"Preprocessed {', '.join(done) or 'nothing'} into {folders.preprocessed}")
 
 
-def _for_each_dataset(args: argparse.Namespace, env: Mapping[str, str], steps: str) -> int:
+def _for_each_dataset(
+    args: argparse.Namespace, env: Mapping[str, str], steps: tuple[str, ...]
+) -> int:
+    """Run the requested steps, in pipeline order, for every dataset named with -d."""
     roots = roots_from(args, env)
     for identifier in args.datasets:
         folders = DatasetFolders.resolve(identifier, roots)
         plans_name = getattr(args, "plans_name", None) or DEFAULT_PLANS_NAME
-        if "f" in steps:
+        if FINGERPRINT in steps:
             _fingerprint(folders, args, env)
-        if "p" in steps:
+        if PLAN in steps:
             plans_name = _plan(folders, args)
-        if "r" in steps and not getattr(args, "no_pp", False):
+        if PREPROCESS in steps and not getattr(args, "no_pp", False):
             _preprocess(folders, args, plans_name)
     return 0
 
@@ -156,7 +160,7 @@ def register(commands: Any) -> None:
     _add_planner_arguments(both)
     _add_preprocess_arguments(both, plans_flag=False)
     both.add_argument("--no_pp", action="store_true", help="stop after planning")
-    both.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "fpr"))
+    both.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, (FINGERPRINT, PLAN, PREPROCESS)))
 
     fingerprint = commands.add_parser(
         "extract_fingerprint", help="compute dataset_fingerprint.json"
@@ -164,12 +168,12 @@ def register(commands: Any) -> None:
     add_dataset_argument(fingerprint)
     _add_fingerprint_arguments(fingerprint)
     fingerprint.add_argument("-np", dest="num_processes", type=int, default=None)
-    fingerprint.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "f"))
+    fingerprint.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, (FINGERPRINT,)))
 
     plan = commands.add_parser("plan_experiment", help="write the plans file from the fingerprint")
     add_dataset_argument(plan)
     _add_planner_arguments(plan)
-    plan.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "p"))
+    plan.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, (PLAN,)))
 
     preprocess = commands.add_parser(
         "preprocess", help="preprocess the configurations of a plans file"
@@ -177,7 +181,7 @@ def register(commands: Any) -> None:
     add_dataset_argument(preprocess)
     _add_preprocess_arguments(preprocess, plans_flag=True)
     preprocess.add_argument("--clean", action="store_true", help="redo finished cases")
-    preprocess.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, "r"))
+    preprocess.set_defaults(handler=lambda a, e: _for_each_dataset(a, e, (PREPROCESS,)))
 
     for parser in (both, fingerprint, plan, preprocess):
         add_root_arguments(parser)
