@@ -69,7 +69,8 @@ def test_nnunet_environment_variables_are_honoured(make_dataset, tmp_path, capsy
 
 
 def test_plan_and_preprocess_then_rerun_skips_work(make_dataset, tmp_path, capsys):
-    make_dataset("Dataset012_Small", num_cases=3, shape=(12, 16, 16))
+    root = tmp_path / "données_ü"  # non-ASCII paths must work end to end
+    type(make_dataset)(root)("Dataset012_Small", num_cases=3, shape=(12, 16, 16))
     argv = [
         "plan_and_preprocess",
         "-d",
@@ -79,12 +80,12 @@ def test_plan_and_preprocess_then_rerun_skips_work(make_dataset, tmp_path, capsy
         "3d_fullres",
         "-np",
         "1",
-        *roots(tmp_path),
+        *roots(root),
     ]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "3d_fullres" in out
-    pre = tmp_path / "pre" / "Dataset012_Small"
+    pre = root / "pre" / "Dataset012_Small"
     plans = json.loads((pre / "AutoSegPlans.json").read_text())
     assert set(plans["configurations"]) == {"2d", "3d_fullres"}
     assert (pre / "dataset_fingerprint.json").is_file()
