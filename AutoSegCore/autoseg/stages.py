@@ -136,6 +136,11 @@ def preprocess_configurations(
     """
     plans = Plans.load(folders.plans_file(plans_name))
     wanted = [name for name in configurations if name in plans.configurations]
+    if not isinstance(num_processes, int) and len(num_processes) == len(configurations):
+        # One count per requested configuration (nnU-Net's "-np 8 4 8"): keep those still wanted.
+        num_processes = [
+            n for n, c in zip(num_processes, configurations, strict=True) if c in wanted
+        ]
     preprocess_dataset(
         folders.raw,
         folders.preprocessed,

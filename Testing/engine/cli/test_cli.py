@@ -130,3 +130,11 @@ def test_hippocampus_plans_match_the_method(shared_hippocampus, tmp_path, capsys
     folder = tmp_path / "Dataset004_Hippocampus" / "AutoSegPlans_3d_fullres"
     assert len(list(folder.glob("*_seg.npy"))) == 100
     assert len(list((tmp_path / "Dataset004_Hippocampus" / "gt_segmentations").iterdir())) == 100
+
+
+def test_one_process_count_per_configuration_with_a_skipped_one(make_dataset, tmp_path, capsys):
+    make_dataset("Dataset014_Np", num_cases=2, shape=(12, 16, 16))
+    argv = ["plan_and_preprocess", "-d", "14", "-c", "2d", "3d_fullres", "3d_lowres"]
+    code, out, err = run(capsys, *argv, "-np", "1", "1", "2", *roots(tmp_path))
+    assert code == 0, err
+    assert "Skipped (not in the plans): 3d_lowres" in out
