@@ -10,7 +10,7 @@ inheritance once, so code never sees an unresolved configuration.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +177,6 @@ class Plans:
             ) from None
         return _plans_from_json(data, str(path))
 
-    def with_configuration(self, config: ConfigurationPlan) -> Plans:
-        """A copy with one configuration added or replaced (keeps insertion order)."""
-        return replace(self, configurations={**self.configurations, config.name: config})
 
 
 _TOP_LEVEL_KEYS = {
