@@ -178,7 +178,6 @@ class Plans:
         return _plans_from_json(data, str(path))
 
 
-
 _TOP_LEVEL_KEYS = {
     "format",
     "schema_version",
