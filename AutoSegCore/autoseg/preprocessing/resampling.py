@@ -117,7 +117,9 @@ def _unchanged_axis(old: Sequence[int], new: Sequence[int]) -> int | None:
     return same[0] if same and len(old) == 3 else None
 
 
-def _resize_channel(image: np.ndarray, shape: tuple[int, ...], spec: ResamplingSpec, axis):
+def _resize_channel(
+    image: np.ndarray, shape: tuple[int, ...], spec: ResamplingSpec, axis: int | None
+) -> np.ndarray:
     if axis is not None:  # anisotropic: slice-wise in-plane, then order_z along the slice axis
         inplane = [s if a != axis else image.shape[axis] for a, s in enumerate(shape)]
         resized = _resize_slices(image, inplane, spec.order, axis, per_slice_clip=True)
