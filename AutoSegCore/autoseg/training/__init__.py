@@ -1,0 +1,1 @@
+"""Training: the trainer loop, its losses, schedules, checkpoints and run logs."""
