@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_file_mode() -> int:
+    """0666 minus the process umask: what ``open(..., "w")`` would have created."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 @contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
@@ -32,6 +42,8 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        if temporary.exists():  # mkstemp creates 0600; give the file the usual permissions
+            temporary.chmod(_FILE_MODE)
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)

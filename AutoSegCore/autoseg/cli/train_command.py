@@ -1,0 +1,131 @@
+"""``autoseg train DATASET CONFIGURATION FOLD [FOLD ...]``: nnU-Net's nnUNetv2_train, plus settings.
+
+Every training knob is a setting (``--epochs 5``, ``--settings run.json``, ``--set initial_lr=1e-3``)
+instead of a trainer subclass. nnU-Net's epoch-only trainer names (``-tr nnUNetTrainer_5epochs``) are
+understood. Several folds are trained one after another, or one per GPU with ``-num_gpus``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from autoseg.cli.common import add_root_arguments, roots_from
+from autoseg.errors import AutoSegError
+from autoseg.training.settings import TrainingSettings, parse_assignment
+
+_EPOCH_TRAINER = re.compile(r"^nnUNetTrainer_(\d+)epochs$")
+_DEFAULT_TRAINERS = ("nnUNetTrainer", "AutoSegTrainer")
+
+# Flags that map one to one onto TrainingSettings fields (flag spellings -> field).
+_SETTING_FLAGS: dict[str, tuple[str, type]] = {
+    "epochs": ("--epochs", int),
+    "iterations_per_epoch": ("--iterations-per-epoch", int),
+    "val_iterations": ("--val-iterations", int),
+    "initial_lr": ("--initial-lr", float),
+    "checkpoint_every": ("--checkpoint-every", int),
+    "num_workers": ("--num-workers", int),
+    "val_workers": ("--val-workers", int),
+    "cpu_threads": ("--cpu-threads", int),
+    "seed": ("--seed", int),
+    "device": ("-device", str),
+    "compile": ("--compile", str),
+    "amp": ("--amp", str),
+}
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train folds of a configuration (nnUNetv2_train)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
+    parser.add_argument("configuration", help="e.g. 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres")
+    parser.add_argument("folds", nargs="+", metavar="FOLD", help="0-4 and/or 'all'")
+    parser.add_argument("-p", dest="plans", default=None, help="plans name (default AutoSegPlans)")
+    parser.add_argument("-tr", dest="trainer", default=None, help="nnU-Net trainer name (epochs)")
+    parser.add_argument("--npz", action="store_true", help="also save validation probabilities")
+    parser.add_argument(
+        "--c", dest="resume", action="store_true", help="continue from a checkpoint"
+    )
+    parser.add_argument("--val", action="store_true", help="only run the final validation")
+    parser.add_argument("--val_best", action="store_true", help="validate checkpoint_best.pth")
+    parser.add_argument("-num_gpus", "--num-gpus", type=int, default=1, help="GPUs (DDP)")
+    parser.add_argument("-pretrained_weights", "--pretrained-weights", default=None)
+    parser.add_argument("--disable_checkpointing", action="store_true")
+    parser.add_argument("--settings", default=None, metavar="FILE", help="JSON settings file")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any training setting, e.g. --set weight_decay=1e-4 (repeatable)",
+    )
+    for field, (flag, kind) in _SETTING_FLAGS.items():
+        spellings = [flag]
+        if flag.startswith("--") and "-" in flag[2:]:
+            spellings.append("--" + flag[2:].replace("-", "_"))
+        parser.add_argument(*spellings, dest=field, type=kind, default=None)
+    parser.add_argument("--quiet", action="store_true", help="do not echo the training log")
+    add_root_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _trainer_settings(trainer: str | None) -> dict[str, Any]:
+    if trainer is None or trainer in _DEFAULT_TRAINERS:
+        return {}
+    match = _EPOCH_TRAINER.match(trainer)
+    if match:
+        return {"epochs": int(match.group(1))}
+    raise AutoSegError(
+        f"-tr {trainer}: AutoSeg has no trainer classes; variants are settings. Use e.g. "
+        "--epochs 100, --set initial_lr=1e-3, or --settings my_variant.json"
+    )
+
+
+def settings_from(args: argparse.Namespace) -> TrainingSettings:
+    """Defaults <- settings file <- -tr epoch name <- --set <- explicit flags (last wins)."""
+    settings = TrainingSettings()
+    if args.settings:
+        settings = TrainingSettings.load(args.settings)
+    settings = settings.updated(_trainer_settings(args.trainer), "-tr")
+    settings = settings.updated(dict(parse_assignment(a) for a in args.assignments), "--set")
+    flags = {field: getattr(args, field) for field in _SETTING_FLAGS}
+    if args.disable_checkpointing:
+        flags["save_checkpoints"] = False
+    return settings.updated(flags, "command line")
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    # Imported here: it pulls in torch, which the other sub-commands never need.
+    from autoseg.cli.train_launch import TrainRequest, launch  # noqa: PLC0415
+
+    request = TrainRequest(
+        dataset=args.dataset,
+        configuration=args.configuration,
+        folds=tuple(args.folds),
+        plans_name=args.plans,
+        settings=settings_from(args),
+        roots=roots_from(args, env),
+        resume=args.resume,
+        validation_only=args.val or args.val_best,
+        use_best=args.val_best,
+        save_npz=args.npz,
+        pretrained_weights=args.pretrained_weights,
+        num_gpus=args.num_gpus,
+        echo=None if args.quiet else sys.stdout,
+    )
+    return launch(request, torchrun_env(env))
+
+
+def torchrun_env(env: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """(rank, world_size, local_rank) when started by torchrun, else None."""
+    if "RANK" in env and "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
+    return None

@@ -1,0 +1,127 @@
+"""Turn a ``train`` request into fold runs: in this process, as DDP ranks, or one fold per GPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from autoseg.dataset import load_dataset_json
+from autoseg.errors import AutoSegError
+from autoseg.paths import DataRoots, resolve_dataset_name
+from autoseg.planning.presets import DEFAULT_PLANS_NAME
+from autoseg.plans import Plans
+from autoseg.training.distributed import DistributedContext, context_for, init_group, spawn
+from autoseg.training.job import TRAINER_NAME, TrainingJob, model_folder_name, parse_fold
+from autoseg.training.run import RunOptions, train_fold
+from autoseg.training.settings import TrainingSettings
+from autoseg.training.validation import validation_dice
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the user asked ``autoseg train`` for, before any folder is resolved."""
+
+    dataset: str
+    configuration: str
+    folds: tuple[str, ...]
+    plans_name: str | None
+    settings: TrainingSettings
+    roots: DataRoots
+    resume: bool = False
+    validation_only: bool = False
+    use_best: bool = False
+    save_npz: bool = False
+    pretrained_weights: str | None = None
+    num_gpus: int = 1
+    echo: TextIO | None = None
+
+
+def build_job(request: TrainRequest, fold: int | str) -> TrainingJob:
+    """Resolve dataset, plans and folders for one fold; every mistake is a one-line error."""
+    name = resolve_dataset_name(request.dataset, request.roots)
+    preprocessed = request.roots.require_preprocessed() / name
+    plans_name = request.plans_name or DEFAULT_PLANS_NAME
+    plans_file = preprocessed / f"{plans_name}.json"
+    if not plans_file.is_file():
+        raise AutoSegError(
+            f"{plans_file}: plans not found; run `autoseg plan_and_preprocess -d {request.dataset}`"
+            + (f" with -overwrite_plans_name {plans_name}" if request.plans_name else "")
+        )
+    plans = Plans.load(plans_file)
+    plans.configuration(request.configuration)  # raises with the list of known configurations
+    dataset = load_dataset_json(preprocessed / "dataset.json")
+    folder = model_folder_name(TRAINER_NAME, plans_name, request.configuration)
+    return TrainingJob(
+        plans=plans,
+        configuration=request.configuration,
+        dataset=dataset,
+        preprocessed_dir=preprocessed,
+        model_dir=request.roots.require_results() / name / folder,
+        fold=fold,
+        settings=request.settings,
+    )
+
+
+def _options(request: TrainRequest) -> RunOptions:
+    return RunOptions(
+        resume=request.resume,
+        validation_only=request.validation_only,
+        use_best=request.use_best,
+        save_npz=request.save_npz,
+        pretrained_weights=Path(request.pretrained_weights) if request.pretrained_weights else None,
+        echo=request.echo,
+    )
+
+
+def _train_one(job: TrainingJob, request: TrainRequest, dist: Any = None) -> None:
+    summary = train_fold(job, _options(request), dist)
+    if summary is not None and request.echo:
+        print(
+            f"{job.fold_dir}: mean validation Dice {validation_dice(summary):.4f}",
+            file=request.echo,
+        )
+
+
+def _ddp_worker(context: Any, request: TrainRequest, fold: int | str) -> None:
+    _train_one(build_job(request, fold), request, context)
+
+
+def _fold_on_gpu(context: Any, request: TrainRequest, folds: tuple[int | str, ...]) -> None:
+    """One process per GPU, each training its own folds (no gradient exchange)."""
+    own = DistributedContext(device=context.device)
+    for fold in folds[context.rank :: context.world_size]:
+        _train_one(build_job(request, fold), replace(request, echo=None), own)
+
+
+def launch(request: TrainRequest, torchrun: tuple[int, int, int] | None) -> int:
+    """Run the request's folds; returns the exit code."""
+    folds = tuple(dict.fromkeys(parse_fold(f) for f in request.folds))
+    jobs = [build_job(request, fold) for fold in folds]  # validate everything before training
+    if torchrun is not None:
+        return _launch_torchrun(request, jobs, torchrun)
+    if request.num_gpus < 1:
+        raise AutoSegError(f"-num_gpus {request.num_gpus}: must be at least 1")
+    if request.num_gpus == 1:
+        for job in jobs:
+            _train_one(job, request)
+        return 0
+    use_cuda = request.settings.device in ("auto", "cuda")
+    if len(folds) > 1:
+        spawn(_fold_on_gpu, (request, folds), world_size=request.num_gpus, use_cuda=use_cuda)
+        return 0
+    spawn(_ddp_worker, (request, folds[0]), world_size=request.num_gpus, use_cuda=use_cuda)
+    return 0
+
+
+def _launch_torchrun(request: TrainRequest, jobs: list[TrainingJob], torchrun) -> int:
+    rank, world_size, local_rank = torchrun
+    use_cuda = request.settings.device in ("auto", "cuda") and torch.cuda.is_available()
+    init_group(rank, world_size, init_method="env://", use_cuda=use_cuda)
+    context = context_for(rank, world_size, local_rank, use_cuda)
+    echo = request.echo if rank == 0 else None
+    for job in jobs:
+        _train_one(job, replace(request, echo=echo), context)
+    return 0

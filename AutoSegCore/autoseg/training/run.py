@@ -1,0 +1,246 @@
+"""Train one fold end to end: split, resume or start, loop, final validation, logs.
+
+``train_fold`` is the Python API behind ``autoseg train``; it runs in every rank of a distributed
+run with the same arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from autoseg.checkpoint import BEST, FINAL, load_checkpoint, newest_checkpoint
+from autoseg.errors import AutoSegError
+from autoseg.network import describe_network
+from autoseg.preprocessing.storage import case_ids
+from autoseg.training.distributed import DistributedContext
+from autoseg.training.history import TrainingHistory
+from autoseg.training.job import TrainingJob
+from autoseg.training.recipe import (
+    build_network_for,
+    build_training_parts,
+    mixed_precision_dtype,
+    resolve_device,
+)
+from autoseg.training.run_log import RunLog
+from autoseg.training.settings import SETTINGS_FILE
+from autoseg.training.splits import fold_cases, load_or_create_splits
+from autoseg.training.trainer import LoopState, StopRequested, Trainer
+from autoseg.training.validation import ValidationSetup, run_final_validation, validation_dice
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a fold (not what to train: that is the job's settings)."""
+
+    resume: bool = False
+    validation_only: bool = False
+    use_best: bool = False
+    save_npz: bool = False
+    pretrained_weights: Path | None = None
+    echo: TextIO | None = None
+
+
+def split_for(job: TrainingJob) -> tuple[list[str], list[str]]:
+    """The fold's (train, validation) case ids from splits_final.json (created if missing)."""
+    cases = case_ids(job.data_dir)
+    if not cases:
+        raise AutoSegError(f"{job.data_dir}: no preprocessed cases found")
+    if job.fold == "all":  # no split file needed (and none can be made for < 5 cases)
+        return fold_cases([], "all", cases)
+    splits = load_or_create_splits(job.preprocessed_dir, cases)
+    return fold_cases(splits, job.fold, cases)
+
+
+def load_pretrained(model: torch.nn.Module, path: Path) -> None:
+    """Copy every weight except the segmentation heads; all others must match exactly."""
+    source = load_checkpoint(path)["network_weights"]
+    own = model.state_dict()
+    problems = [
+        f"{key}: {'missing' if key not in source else f'shape {tuple(source[key].shape)} != {tuple(value.shape)}'}"  # noqa: E501
+        for key, value in own.items()
+        if "seg_layers" not in key and (key not in source or source[key].shape != value.shape)
+    ]
+    if problems:
+        raise AutoSegError(
+            f"{path}: the pretrained network does not match this configuration's architecture: "
+            + "; ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else "")
+        )
+    own.update({k: v for k, v in source.items() if k in own and "seg_layers" not in k})
+    model.load_state_dict(own)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM set an event that the loop checks after each iteration (main thread only)."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: event.set())
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
+    trainer.parts.model.load_state_dict(state["network_weights"])
+    trainer.parts.optimizer.load_state_dict(state["optimizer_state"])
+    if trainer.scaler is not None and state.get("grad_scaler_state"):
+        trainer.scaler.load_state_dict(state["grad_scaler_state"])
+    history = TrainingHistory.from_json(state["history"])
+    history.truncate(int(state["current_epoch"]))
+    history.best_ema = state.get("best_ema")
+    trainer.state.history = history
+    trainer.state.next_epoch = int(state["current_epoch"])
+
+
+def _prepare_folders(job: TrainingJob, options: RunOptions, dist: DistributedContext) -> None:
+    job.check_inputs()
+    if not dist.is_main:
+        return
+    job.write_model_files()
+    job.fold_dir.mkdir(parents=True, exist_ok=True)
+    if not options.validation_only:
+        job.settings.save(job.fold_dir / SETTINGS_FILE)
+    summary = describe_network(
+        job.config.architecture,
+        job.num_input_channels,
+        job.dataset.labels.num_segmentation_heads,
+        job.config.patch_size,
+    )
+    (job.fold_dir / "network.txt").write_text(summary + "\n", encoding="utf-8")
+
+
+def _resume_state(job: TrainingJob, options: RunOptions) -> dict[str, Any] | None:
+    if options.validation_only:
+        name = BEST if options.use_best else FINAL
+        path = job.fold_dir / name
+        if not path.is_file():
+            raise AutoSegError(f"{path}: --val needs a finished training (no {name} found)")
+        return load_checkpoint(path)
+    if not options.resume:
+        if (job.fold_dir / FINAL).is_file() or (job.fold_dir / "checkpoint_latest.pth").is_file():
+            raise AutoSegError(
+                f"{job.fold_dir}: this fold already has checkpoints; use --c to continue it, --val "
+                "to only re-run validation, or choose another results folder (nothing was changed)"
+            )
+        return None
+    path = newest_checkpoint(job.fold_dir)
+    if path is None:
+        print(f"--c: no checkpoint in {job.fold_dir}; starting a new training", file=sys.stderr)
+        return None
+    return load_checkpoint(path)
+
+
+def _seed_everything(job: TrainingJob) -> int:
+    seed = job.settings.seed if job.settings.seed is not None else random.randrange(2**31)
+    torch.manual_seed(seed)
+    return seed
+
+
+def train_fold(
+    job: TrainingJob, options: RunOptions = RunOptions(), dist: DistributedContext | None = None
+) -> dict[str, Any] | None:
+    """Train (or resume, or only validate) one fold; returns the validation summary on rank 0."""
+    dist = dist or DistributedContext()
+    if options.pretrained_weights and options.resume:
+        raise AutoSegError("-pretrained_weights cannot be combined with --c (resume)")
+    if job.settings.cpu_threads:
+        torch.set_num_threads(job.settings.cpu_threads)
+    _prepare_folders(job, options, dist)
+    split = split_for(job)
+    state = _resume_state(job, options)
+    if options.validation_only:
+        return _validate_only(job, state, split[1], options, dist)
+    log = RunLog(job.fold_dir, echo=options.echo) if dist.is_main else None
+    try:
+        return _train(job, split, state, options, (dist, log))
+    except Exception as error:
+        if log:
+            log.event("error", message=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        if log:
+            log.close()
+
+
+def _train(job, split, state, options: RunOptions, context) -> dict[str, Any] | None:
+    dist, log = context
+    start_epoch = int(state["current_epoch"]) if state is not None else 0
+    parts = build_training_parts(job, split, dist, _seed_everything(job), start_epoch)
+    try:
+        with stop_on_signals() as stop:
+            trainer = Trainer(job, parts, log, dist, LoopState(stop=stop.is_set))
+            if state is not None:
+                _restore(trainer, state)
+            elif options.pretrained_weights:
+                load_pretrained(parts.model, options.pretrained_weights)
+            _log_start(log, job, trainer.state.next_epoch, len(split[0]), len(split[1]))
+            trainer.fit()
+    except StopRequested:
+        if log:
+            log.event("end", status="interrupted", next_epoch=trainer.state.next_epoch)
+        raise KeyboardInterrupt from None
+    finally:
+        parts.close()
+    setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz, parts.amp_dtype)
+    summary = run_final_validation(job, parts.model, split[1], setup, dist)
+    _log_end(log, summary, job)
+    return summary
+
+
+def _validate_only(job, state, val_cases, options: RunOptions, dist) -> dict[str, Any] | None:
+    device = dist.device or resolve_device(job.settings.device)
+    model = build_network_for(job).to(device)
+    model.load_state_dict(state["network_weights"])
+    axes = state.get("inference_allowed_mirroring_axes") or []
+    amp = mixed_precision_dtype(job.settings.amp, device)
+    setup = ValidationSetup(device, tuple(axes), options.save_npz, amp)
+    summary = run_final_validation(job, model, val_cases, setup, dist)
+    if summary is not None and options.echo:
+        print(f"Mean validation Dice: {validation_dice(summary):.4f}", file=options.echo)
+    return summary
+
+
+def _log_start(log: RunLog | None, job: TrainingJob, next_epoch: int, n_train: int, n_val: int):
+    if log is None:
+        return
+    log.start(
+        {
+            "fold": job.fold,
+            "configuration": job.configuration,
+            "dataset": job.preprocessed_dir.name,
+            "epochs": job.settings.epochs,
+            "iterations_per_epoch": job.settings.iterations_per_epoch,
+            "resumed_from_epoch": next_epoch if next_epoch else None,
+            "train_cases": n_train,
+            "val_cases": n_val,
+            "settings": job.settings.to_json(),
+        }
+    )
+
+
+def _log_end(log: RunLog | None, summary: dict[str, Any] | None, job: TrainingJob) -> None:
+    if log is None or summary is None:
+        return
+    dice = validation_dice(summary)
+    log.event(
+        "validation", summary=str(job.fold_dir / "validation" / "summary.json"), mean_fg_dice=dice
+    )
+    log.message(f"Mean validation Dice: {dice:.4f}")
+    log.event("end", status="finished")
