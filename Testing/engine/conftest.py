@@ -9,6 +9,7 @@ order, so what a test writes is what a reader returns.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from autoseg.paths import DataRoots
+from autoseg.planning import PlannerOptions
+from autoseg.stages import (
+    DatasetFolders,
+    fingerprint_dataset,
+    plan_dataset,
+    preprocess_configurations,
+)
+from autoseg.synthetic import SyntheticSpec, make_synthetic_dataset
 
 ImageFn = Callable[[int, int, tuple[int, ...], np.random.Generator], np.ndarray]
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
@@ -138,3 +149,25 @@ def shared_hippocampus() -> Path:
     if not (folder / "dataset.json").is_file():
         pytest.skip(f"shared data not available at {folder}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_preprocessed(tmp_path_factory: pytest.TempPathFactory) -> DataRoots:
+    """Six small CT-like cases, planned and preprocessed for 3d_fullres (built once per session)."""
+    root = tmp_path_factory.mktemp("tiny")
+    roots = DataRoots(root / "raw", root / "preprocessed", root / "results")
+    spec = SyntheticSpec(shape=(12, 32, 32), spacing=(1.0, 1.0, 1.0))
+    make_synthetic_dataset(roots.raw, dataset_id=901, name="Tiny", num_cases=6, spec=spec)
+    folders = DatasetFolders.resolve(901, roots)
+    fingerprint_dataset(folders, 1)
+    plans = plan_dataset(folders, PlannerOptions())
+    preprocess_configurations(folders, plans.plans_name, ["3d_fullres"], 1)
+    return roots
+
+
+@pytest.fixture
+def private_preprocessed(tiny_preprocessed: DataRoots, tmp_path: Path) -> DataRoots:
+    """A copy of the tiny preprocessed data a test may modify (e.g. its splits file)."""
+    target = tmp_path / "preprocessed"
+    shutil.copytree(tiny_preprocessed.preprocessed, target)
+    return DataRoots(tiny_preprocessed.raw, target, tmp_path / "results")

@@ -50,31 +50,57 @@ def run_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     progress = progress_from(args)
     raw = make_synthetic_dataset(roots.raw, dataset_id=DEMO_DATASET_ID, num_cases=args.cases)  # type: ignore[arg-type]
     folders = DatasetFolders.resolve(DEMO_DATASET_ID, roots)
-    print(f"1/4 generated {args.cases} synthetic CT cases: {raw}")
-    print("2/4 verify")
+    print(f"1/5 generated {args.cases} synthetic CT cases: {raw}")
+    print("2/5 verify")
     print_problems(verify_or_raise(folders.raw, args.num_processes, env, progress))
-    print("3/4 fingerprint + plan")
+    print("3/5 fingerprint + plan")
     fingerprint_dataset(folders, args.num_processes, progress=progress)
     plans = plan_dataset(folders, PlannerOptions())
     print(format_plans(plans))
-    print("4/4 preprocess")
+    print("4/5 preprocess")
     configurations = list(plans.configurations)
     preprocess_configurations(
         folders, plans.plans_name, configurations, args.num_processes, progress=progress
     )
+    fold_dir, dice = _train_briefly(roots, args)
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Artefacts:")
     print(f"  raw dataset        {folders.raw}")
     print(f"  fingerprint        {folders.fingerprint_file}")
     print(f"  plans              {folders.plans_file(plans.plans_name)}")
     for config in plans.configurations.values():
         print(f"  {config.name:<18} {folders.preprocessed / config.data_identifier}")
+    print(f"  trained fold       {fold_dir}  (progress.png, events.jsonl, checkpoints)")
+    print(f"  validation         {fold_dir / 'validation' / 'summary.json'}")
+    print(
+        f"\nValidation mean foreground Dice after a {args.epochs}-epoch demo training: {dice:.3f}"
+    )
     return 0
+
+
+def _train_briefly(roots: DataRoots, args: argparse.Namespace) -> tuple[Path, float]:
+    """5/5: a short 3d_fullres training of fold 0, ending with the real final validation."""
+    # Imported here: training pulls in torch, which the data stages above never need.
+    from autoseg.cli.train_launch import TrainRequest, build_job  # noqa: PLC0415
+    from autoseg.training.run import RunOptions, train_fold  # noqa: PLC0415
+    from autoseg.training.settings import TrainingSettings  # noqa: PLC0415
+    from autoseg.training.validation import validation_dice  # noqa: PLC0415
+
+    settings = TrainingSettings(
+        epochs=args.epochs, iterations_per_epoch=args.iterations, val_iterations=5, seed=0
+    )
+    request = TrainRequest(str(DEMO_DATASET_ID), "3d_fullres", ("0",), None, settings, roots)
+    job = build_job(request, 0)
+    print(f"5/5 train 3d_fullres fold 0: {args.epochs} epochs x {args.iterations} iterations")
+    summary = train_fold(job, RunOptions(echo=None))
+    return job.fold_dir, validation_dice(summary or {})
 
 
 def register(commands: Any) -> None:
     demo = commands.add_parser("demo", help="run the pipeline on a generated synthetic CT dataset")
     demo.add_argument("--output", default="demo_output", help="folder for all demo artefacts")
     demo.add_argument("--cases", type=int, default=20, help="number of synthetic training cases")
+    demo.add_argument("--epochs", type=int, default=4, help="epochs of the demo training")
+    demo.add_argument("--iterations", type=int, default=15, help="iterations per demo epoch")
     demo.add_argument("-np", dest="num_processes", type=int, default=default_processes())
     add_progress_arguments(demo)
     demo.set_defaults(handler=run_demo)

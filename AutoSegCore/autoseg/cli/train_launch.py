@@ -78,11 +78,8 @@ def _options(request: TrainRequest) -> RunOptions:
 
 def _train_one(job: TrainingJob, request: TrainRequest, dist: Any = None) -> None:
     summary = train_fold(job, _options(request), dist)
-    if summary is not None and request.echo:
-        print(
-            f"{job.fold_dir}: mean validation Dice {validation_dice(summary):.4f}",
-            file=request.echo,
-        )
+    if summary is not None:  # printed even with --quiet: it is the result of the command
+        print(f"{job.fold_dir}: mean validation Dice {validation_dice(summary):.4f}")
 
 
 def _ddp_worker(context: Any, request: TrainRequest, fold: int | str) -> None:

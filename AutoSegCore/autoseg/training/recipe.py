@@ -118,11 +118,15 @@ def build_network_for(job: TrainingJob) -> nn.Module:
     )
 
 
-def build_loss_for(job: TrainingJob) -> nn.Module:
+def build_loss_for(job: TrainingJob, distributed: bool = False) -> nn.Module:
     config, labels = job.config, job.dataset.labels
     weights = None
     if job.settings.deep_supervision:
         weights = deep_supervision_weights(config.architecture.n_stages - 1)
+        if distributed and len(weights) > 1:
+            # DDP requires a gradient for every parameter; a tiny weight keeps the lowest head in
+            # the graph without changing the optimisation (the method does the same).
+            weights[-1] = 1e-6
     return build_loss(
         regions=labels.has_regions,
         batch_dice=config.batch_dice,
@@ -246,7 +250,7 @@ def build_training_parts(
         model=model,
         network=network,
         optimizer=optimizer,
-        loss=build_loss_for(job).to(device),
+        loss=build_loss_for(job, dist.enabled).to(device),
         train_batches=streams.train,
         val_batches=streams.val,
         device=device,

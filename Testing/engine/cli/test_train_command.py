@@ -1,0 +1,139 @@
+"""``autoseg train``: flags become settings, several folds, nnU-Net spellings, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autoseg.cli import build_parser, main
+from autoseg.cli.train_command import settings_from, torchrun_env
+
+
+def _args(*argv: str):
+    return build_parser().parse_args(["train", "4", "3d_fullres", "0", *argv])
+
+
+def test_flags_settings_file_and_assignments_combine(tmp_path) -> None:
+    settings_file = tmp_path / "variant.json"
+    settings_file.write_text(json.dumps({"epochs": 10, "initial_lr": 0.02, "seed": 3}))
+    settings = settings_from(
+        _args(
+            "--settings",
+            str(settings_file),
+            "--set",
+            "weight_decay=1e-4",
+            "--epochs",
+            "7",
+            "--iterations_per_epoch",
+            "5",
+            "-device",
+            "cpu",
+        )
+    )
+    assert (settings.epochs, settings.initial_lr, settings.seed) == (7, 0.02, 3)
+    assert (settings.weight_decay, settings.iterations_per_epoch) == (1e-4, 5)
+    assert settings.device == "cpu"
+
+
+def test_nnunet_epoch_trainers_are_settings() -> None:
+    assert settings_from(_args("-tr", "nnUNetTrainer_250epochs")).epochs == 250
+    assert settings_from(_args("-tr", "nnUNetTrainer")).epochs == 1000
+    assert not settings_from(_args("--disable_checkpointing")).save_checkpoints
+
+
+def test_torchrun_environment_is_recognised() -> None:
+    assert torchrun_env({}) is None
+    assert torchrun_env({"RANK": "0", "WORLD_SIZE": "1"}) is None
+    assert torchrun_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == (3, 8, 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["0", "-tr", "nnUNetTrainerDA5"], "no trainer classes"),
+        (["five"], "fold 'five' is not valid"),
+        (["0", "--set", "epochz=3"], "unknown training setting"),
+        (["0", "--epochs", "0"], "epochs must be >= 1"),
+    ],
+)
+def test_mistakes_are_one_line_errors(tiny_preprocessed, capsys, argv, message) -> None:
+    roots = tiny_preprocessed
+    code = main(
+        [
+            "train",
+            "901",
+            "3d_fullres",
+            *argv,
+            "--preprocessed",
+            str(roots.preprocessed),
+            "--results",
+            str(roots.results),
+            "--raw",
+            str(roots.raw),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_plans_says_what_to_run(tmp_path, capsys) -> None:
+    (tmp_path / "pre" / "Dataset005_X").mkdir(parents=True)
+    code = main(
+        [
+            "train",
+            "5",
+            "3d_fullres",
+            "0",
+            "--preprocessed",
+            str(tmp_path / "pre"),
+            "--results",
+            str(tmp_path / "res"),
+            "--raw",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2
+    assert "plan_and_preprocess -d 5" in capsys.readouterr().err
+
+
+def test_several_folds_train_one_after_another(private_preprocessed, capsys) -> None:
+    roots = private_preprocessed
+    code = main(
+        [
+            "train",
+            "Dataset901_Tiny",
+            "3d_fullres",
+            "0",
+            "1",
+            "-device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--iterations-per-epoch",
+            "1",
+            "--val-iterations",
+            "1",
+            "--num-workers",
+            "0",
+            "--amp",
+            "off",
+            "--seed",
+            "0",
+            "--quiet",
+            "--preprocessed",
+            str(roots.preprocessed),
+            "--results",
+            str(roots.results),
+            "--raw",
+            str(roots.raw),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    model = roots.results / "Dataset901_Tiny" / "AutoSegTrainer__AutoSegPlans__3d_fullres"
+    for fold in (0, 1):
+        assert (model / f"fold_{fold}" / "validation" / "summary.json").is_file()
+        assert f"fold_{fold}: mean validation Dice" in out
