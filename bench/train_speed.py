@@ -153,14 +153,15 @@ def main() -> None:
     parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d"])
     parser.add_argument("--amp", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--training-workers", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=SHARED, help="folder with Dataset004")
     args = parser.parse_args()
-    if not (SHARED / "Dataset004_Hippocampus" / "dataset.json").is_file():
-        sys.exit(f"shared data not found under {SHARED}")
+    if not (args.data / "Dataset004_Hippocampus" / "dataset.json").is_file():
+        sys.exit(f"shared data not found under {args.data}")
     settings = TrainingSettings(
         device=args.device, amp=args.amp, seed=0, num_workers=args.training_workers
     )
     with tempfile.TemporaryDirectory() as scratch:
-        roots = prepare(Path(scratch))
+        roots = prepare(Path(scratch), args.data)
         for configuration in args.configurations:
             job = make_job(roots, configuration, settings)
             print(
