@@ -50,11 +50,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def prepare(root: Path) -> DataRoots:
+def prepare(root: Path, data: Path) -> DataRoots:
     """Plan and preprocess the shared hippocampus data into a scratch folder."""
     roots = DataRoots(root / "raw", root / "preprocessed", root / "results")
     roots.raw.mkdir(parents=True)
-    (roots.raw / "Dataset004_Hippocampus").symlink_to((SHARED / "Dataset004_Hippocampus").resolve())
+    (roots.raw / "Dataset004_Hippocampus").symlink_to((data / "Dataset004_Hippocampus").resolve())
     folders = DatasetFolders.resolve(4, roots)
     fingerprint_dataset(folders, 2)
     plans = plan_dataset(folders, PlannerOptions())
