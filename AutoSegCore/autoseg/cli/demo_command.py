@@ -86,7 +86,7 @@ def _train_briefly(roots: DataRoots, args: argparse.Namespace) -> tuple[Path, fl
     from autoseg.training.validation import validation_dice  # noqa: PLC0415
 
     settings = TrainingSettings(
-        epochs=args.epochs, iterations_per_epoch=args.iterations, val_iterations=5, seed=0
+        epochs=args.epochs, iterations_per_epoch=args.iterations, val_iterations=3, seed=0
     )
     request = TrainRequest(str(DEMO_DATASET_ID), "3d_fullres", ("0",), None, settings, roots)
     job = build_job(request, 0)
@@ -99,8 +99,8 @@ def register(commands: Any) -> None:
     demo = commands.add_parser("demo", help="run the pipeline on a generated synthetic CT dataset")
     demo.add_argument("--output", default="demo_output", help="folder for all demo artefacts")
     demo.add_argument("--cases", type=int, default=20, help="number of synthetic training cases")
-    demo.add_argument("--epochs", type=int, default=4, help="epochs of the demo training")
-    demo.add_argument("--iterations", type=int, default=15, help="iterations per demo epoch")
+    demo.add_argument("--epochs", type=int, default=3, help="epochs of the demo training")
+    demo.add_argument("--iterations", type=int, default=10, help="iterations per demo epoch")
     demo.add_argument("-np", dest="num_processes", type=int, default=default_processes())
     add_progress_arguments(demo)
     demo.set_defaults(handler=run_demo)

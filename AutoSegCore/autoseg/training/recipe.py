@@ -236,7 +236,8 @@ def build_training_parts(
     network: nn.Module = dist.wrap(model)
     use_compile = _switch(settings.compile, device.type == "cuda" and not _is_windows())
     if use_compile:
-        network = torch.compile(network)
+        # Patch shapes are fixed: static compilation avoids symbolic-shape recompiles.
+        network = torch.compile(network, dynamic=False)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings.initial_lr,

@@ -23,16 +23,22 @@ TINY_SETTINGS = TrainingSettings(
 )
 
 
-def tiny_job(roots: DataRoots, results: Path, fold: int | str = 0, **settings) -> TrainingJob:
+def tiny_job(
+    roots: DataRoots,
+    results: Path,
+    fold: int | str = 0,
+    configuration: str = "3d_fullres",
+    **settings,
+) -> TrainingJob:
     """A fold job on the tiny dataset writing under ``results`` (one per test)."""
     preprocessed = roots.preprocessed / "Dataset901_Tiny"
     plans = Plans.load(preprocessed / "AutoSegPlans.json")
     return TrainingJob(
         plans=plans,
-        configuration="3d_fullres",
+        configuration=configuration,
         dataset=load_dataset_json(preprocessed / "dataset.json"),
         preprocessed_dir=preprocessed,
-        model_dir=results / model_folder_name(TRAINER_NAME, plans.plans_name, "3d_fullres"),
+        model_dir=results / model_folder_name(TRAINER_NAME, plans.plans_name, configuration),
         fold=fold,
         settings=replace(TINY_SETTINGS, **settings),
     )

@@ -152,6 +152,43 @@ def test_fold_all_trains_on_every_case(private_preprocessed, tmp_path) -> None:
     assert not (job.preprocessed_dir / "splits_final.json").exists()
 
 
+def _add_cascade_configurations(preprocessed_dataset) -> None:
+    """A 3d_lowres -> 3d_cascade_fullres pair on the existing 3d_fullres data (same grid, so the
+    next-stage resampling is the identity and no extra preprocessing is needed)."""
+    path = preprocessed_dataset / "AutoSegPlans.json"
+    data = json.loads(path.read_text())
+    data["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres",
+        "next_stage": "3d_cascade_fullres",
+    }
+    data["configurations"]["3d_cascade_fullres"] = {
+        "inherits_from": "3d_fullres",
+        "previous_stage": "3d_lowres",
+    }
+    path.write_text(json.dumps(data))
+
+
+def test_lowres_validation_feeds_the_cascade(private_preprocessed, tmp_path) -> None:
+    _add_cascade_configurations(private_preprocessed.preprocessed / "Dataset901_Tiny")
+    results = tmp_path / "results"
+    cascade = tiny_job(private_preprocessed, results, configuration="3d_cascade_fullres", epochs=1)
+    with pytest.raises(AutoSegError, match="train all 5 folds of 3d_lowres first"):
+        train_fold(cascade)
+
+    lowres = tiny_job(
+        private_preprocessed, results, fold="all", configuration="3d_lowres", epochs=1
+    )
+    train_fold(lowres)
+    inputs = sorted(
+        (lowres.model_dir / "predicted_next_stage" / "3d_cascade_fullres").glob("*.npy")
+    )
+    assert len(inputs) == 6
+    assert cascade.num_input_channels == 1 + 2  # image + one-hot of the 2 foreground labels
+    summary = train_fold(cascade)
+    assert summary is not None
+    assert (cascade.fold_dir / "validation" / "summary.json").is_file()
+
+
 @pytest.mark.slow
 def test_a_short_run_learns(tiny_preprocessed, tmp_path) -> None:
     job = tiny_job(
