@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from autoseg.checkpoint import FINAL, LATEST, load_checkpoint
 from autoseg.cli import build_parser, main
 from autoseg.cli.train_command import settings_from, torchrun_env
 
@@ -137,3 +142,58 @@ def test_several_folds_train_one_after_another(private_preprocessed, capsys) -> 
     for fold in (0, 1):
         assert (model / f"fold_{fold}" / "validation" / "summary.json").is_file()
         assert f"fold_{fold}: mean validation Dice" in out
+
+
+def test_sigkill_then_resume_loses_only_the_work_since_the_checkpoint(private_preprocessed) -> None:
+    roots = private_preprocessed
+    command = [
+        sys.executable,
+        "-m",
+        "autoseg",
+        "train",
+        "901",
+        "3d_fullres",
+        "0",
+        "-device",
+        "cpu",
+        "--epochs",
+        "6",
+        "--iterations-per-epoch",
+        "2",
+        "--val-iterations",
+        "1",
+        "--num-workers",
+        "0",
+        "--amp",
+        "off",
+        "--seed",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "--preprocessed",
+        str(roots.preprocessed),
+        "--results",
+        str(roots.results),
+        "--raw",
+        str(roots.raw),
+    ]
+    fold = roots.results / "Dataset901_Tiny" / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (fold / LATEST).is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = load_checkpoint(fold / LATEST)["current_epoch"]
+    assert 1 <= saved < 6
+
+    resumed = subprocess.run([*command, "--c"], capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_checkpoint(fold / FINAL)
+    assert final["current_epoch"] == 6
+    assert len(final["history"]["epoch"]) == 6  # the log continues where the checkpoint was
+    starts = [json.loads(line) for line in (fold / "events.jsonl").read_text().splitlines()]
+    resumed_from = [e["resumed_from_epoch"] for e in starts if e["event"] == "start"]
+    assert resumed_from[0] is None
+    assert resumed_from[-1] >= saved
