@@ -161,7 +161,7 @@ def tiny_preprocessed(tmp_path_factory: pytest.TempPathFactory) -> DataRoots:
     folders = DatasetFolders.resolve(901, roots)
     fingerprint_dataset(folders, 1)
     plans = plan_dataset(folders, PlannerOptions())
-    preprocess_configurations(folders, plans.plans_name, ["3d_fullres"], 1)
+    preprocess_configurations(folders, plans.plans_name, ["3d_fullres", "2d"], 1)
     return roots
 
 

@@ -203,3 +203,12 @@ def test_a_short_run_learns(tiny_preprocessed, tmp_path) -> None:
     history = load_checkpoint(job.fold_dir / FINAL)["history"]
     assert sum(history["train_loss"][-3:]) < sum(history["train_loss"][:3])
     assert history["ema_fg_dice"][-1] > history["ema_fg_dice"][0] + 0.1
+
+
+def test_the_2d_configuration_trains_on_slices(tiny_preprocessed, tmp_path) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path, configuration="2d", epochs=1)
+    assert job.config.is_2d
+    summary = train_fold(job)
+    assert summary is not None
+    assert "2d" in job.model_dir.name
+    assert len(list((job.fold_dir / "validation").glob("*.nii.gz"))) == 2
