@@ -37,6 +37,7 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

@@ -46,6 +46,14 @@ class DistributedContext:
         device_ids = [self.device.index] if self.device and self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
+    def share_batch_dice(self, loss: nn.Module) -> None:
+        """Make batch Dice statistics span the whole global batch, as one process would see it."""
+        if not self.enabled:
+            return
+        for module in loss.modules():
+            if getattr(module, "batch_dice", False) and hasattr(module, "batch_reduce"):
+                module.batch_reduce = _differentiable_sum
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -65,6 +73,13 @@ class DistributedContext:
         return float(self.sum(torch.tensor([value], device=device, dtype=torch.float64))) / (
             self.world_size
         )
+
+
+def _differentiable_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks that gradients flow through (torch.distributed.nn's autograd all-reduce)."""
+    from torch.distributed.nn.functional import all_reduce  # noqa: PLC0415 - optional submodule
+
+    return all_reduce(tensor)
 
 
 def free_port() -> int:

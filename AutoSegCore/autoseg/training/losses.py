@@ -15,7 +15,7 @@ the target downsampled to its size, weighted 1, 1/2, 1/4, ... with the coarsest 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -109,6 +109,9 @@ class SoftDiceLoss(nn.Module):
         self.do_bg = do_bg
         self.batch_dice = batch_dice
         self.smooth = smooth
+        # Under DDP the batch statistics must cover every rank's part of the batch; the trainer
+        # sets this to a differentiable all-reduce (see training/distributed.py).
+        self.batch_reduce: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, logits: Tensor, target: Tensor, loss_mask: Tensor | None = None) -> Tensor:
         """``target``: label map ``(b, 1, ...)`` or per-channel targets shaped like ``logits``;
@@ -130,6 +133,8 @@ class SoftDiceLoss(nn.Module):
         sum_pred = probs.sum(axes)
         if self.batch_dice:
             intersect, sum_pred, sum_gt = intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)
+            if self.batch_reduce is not None:
+                intersect, sum_pred, sum_gt = map(self.batch_reduce, (intersect, sum_pred, sum_gt))
         denominator = torch.clamp(sum_gt + sum_pred + self.smooth, min=1e-8)
         dc = (2 * intersect + self.smooth) / denominator
         return -dc.mean()

@@ -247,11 +247,13 @@ def build_training_parts(
     )
     streams = build_batch_streams(job, split, dist, seed, start_epoch)
     geometry = augmentation_geometry(job.config.patch_size)
+    loss = build_loss_for(job, dist.enabled).to(device)
+    dist.share_batch_dice(loss)
     return TrainingParts(
         model=model,
         network=network,
         optimizer=optimizer,
-        loss=build_loss_for(job, dist.enabled).to(device),
+        loss=loss,
         train_batches=streams.train,
         val_batches=streams.val,
         device=device,

@@ -169,7 +169,7 @@ def train_fold(
         return _validate_only(job, state, split[1], options, dist)
     log = RunLog(job.fold_dir, echo=options.echo) if dist.is_main else None
     try:
-        return _train(job, split, state, options, (dist, log))
+        return _train(job, split, state, options, dist, log)
     except Exception as error:
         if log:
             log.event("error", message=f"{type(error).__name__}: {error}")
@@ -179,8 +179,15 @@ def train_fold(
             log.close()
 
 
-def _train(job, split, state, options: RunOptions, context) -> dict[str, Any] | None:
-    dist, log = context
+def _train(
+    job: TrainingJob,
+    split: tuple[list[str], list[str]],
+    state: dict[str, Any] | None,
+    options: RunOptions,
+    dist: DistributedContext,
+    log: RunLog | None,
+) -> dict[str, Any] | None:
+    """The loop and the final validation; a stop request becomes KeyboardInterrupt (exit 130)."""
     start_epoch = int(state["current_epoch"]) if state is not None else 0
     parts = build_training_parts(job, split, dist, _seed_everything(job), start_epoch)
     try:
@@ -204,7 +211,13 @@ def _train(job, split, state, options: RunOptions, context) -> dict[str, Any] | 
     return summary
 
 
-def _validate_only(job, state, val_cases, options: RunOptions, dist) -> dict[str, Any] | None:
+def _validate_only(
+    job: TrainingJob,
+    state: dict[str, Any],
+    val_cases: list[str],
+    options: RunOptions,
+    dist: DistributedContext,
+) -> dict[str, Any] | None:
     device = dist.device or resolve_device(job.settings.device)
     model = build_network_for(job).to(device)
     model.load_state_dict(state["network_weights"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from autoseg.checkpoint import unwrap_state_dict
 from autoseg.paths import DataRoots
 from autoseg.training.distributed import DistributedContext, spawn
 from autoseg.training.loader import rank_batch_size
+from autoseg.training.losses import SoftDiceLoss
 from autoseg.training.recipe import build_batch_streams, build_training_parts
 from autoseg.training.run import split_for
 from autoseg.training.trainer import LoopState, Trainer
@@ -29,6 +31,20 @@ def _train_rank(context: DistributedContext, roots: DataRoots, out: Path) -> Non
     finally:
         parts.close()
     torch.save(unwrap_state_dict(parts.model), out / f"rank{context.rank}.pt")
+    _batch_dice_over_ranks(context, out)
+
+
+def _batch_dice_over_ranks(context: DistributedContext, out: Path) -> None:
+    """Each rank holds half of one batch; the shared batch Dice must equal the whole batch's."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, 6, 6, 6, generator=generator)
+    target = torch.randint(0, 3, (4, 1, 6, 6, 6), generator=generator)
+    loss = SoftDiceLoss(batch_dice=True, do_bg=False)
+    whole = float(loss(logits, target))
+    context.share_batch_dice(loss)
+    half = slice(2 * context.rank, 2 * context.rank + 2)
+    shared = float(loss(logits[half], target[half]))
+    (out / f"dice{context.rank}.txt").write_text(f"{whole} {shared}")
 
 
 def test_two_cpu_ranks_end_with_identical_weights(tiny_preprocessed, tmp_path) -> None:
@@ -45,6 +61,9 @@ def test_two_cpu_ranks_end_with_identical_weights(tiny_preprocessed, tmp_path) -
     key = next(k for k in rank0 if k.endswith("conv.weight"))
     torch.testing.assert_close(init0[key], init1[key], rtol=0, atol=0)
     assert not torch.equal(init0[key], rank0[key])
+    for rank in (0, 1):
+        whole, shared = map(float, (tmp_path / f"dice{rank}.txt").read_text().split())
+        assert shared == pytest.approx(whole, rel=1e-6)
 
 
 def test_batch_is_split_across_ranks(tiny_preprocessed, tmp_path) -> None:
