@@ -8,13 +8,10 @@ from typing import Any, TextIO
 
 import torch
 
-from autoseg.dataset import load_dataset_json
 from autoseg.errors import AutoSegError
-from autoseg.paths import DataRoots, resolve_dataset_name
-from autoseg.planning.presets import DEFAULT_PLANS_NAME
-from autoseg.plans import Plans
+from autoseg.paths import DataRoots
 from autoseg.training.distributed import DistributedContext, context_for, init_group, spawn
-from autoseg.training.job import TRAINER_NAME, TrainingJob, model_folder_name, parse_fold
+from autoseg.training.job import TrainingJob, parse_fold, resolve_job
 from autoseg.training.run import RunOptions, train_fold
 from autoseg.training.settings import TrainingSettings
 from autoseg.training.validation import validation_dice
@@ -41,27 +38,13 @@ class TrainRequest:
 
 def build_job(request: TrainRequest, fold: int | str) -> TrainingJob:
     """Resolve dataset, plans and folders for one fold; every mistake is a one-line error."""
-    name = resolve_dataset_name(request.dataset, request.roots)
-    preprocessed = request.roots.require_preprocessed() / name
-    plans_name = request.plans_name or DEFAULT_PLANS_NAME
-    plans_file = preprocessed / f"{plans_name}.json"
-    if not plans_file.is_file():
-        raise AutoSegError(
-            f"{plans_file}: plans not found; run `autoseg plan_and_preprocess -d {request.dataset}`"
-            + (f" with -overwrite_plans_name {plans_name}" if request.plans_name else "")
-        )
-    plans = Plans.load(plans_file)
-    plans.configuration(request.configuration)  # raises with the list of known configurations
-    dataset = load_dataset_json(preprocessed / "dataset.json")
-    folder = model_folder_name(TRAINER_NAME, plans_name, request.configuration)
-    return TrainingJob(
-        plans=plans,
-        configuration=request.configuration,
-        dataset=dataset,
-        preprocessed_dir=preprocessed,
-        model_dir=request.roots.require_results() / name / folder,
-        fold=fold,
-        settings=request.settings,
+    return resolve_job(
+        request.dataset,
+        request.configuration,
+        fold,
+        request.roots,
+        request.settings,
+        plans_name=request.plans_name,
     )
 
 

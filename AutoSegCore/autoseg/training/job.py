@@ -12,8 +12,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoseg.dataset import DatasetSpec
+from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
+from autoseg.paths import DataRoots, resolve_dataset_name
+from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.training.settings import TrainingSettings
 
@@ -118,3 +120,44 @@ class TrainingJob:
             source = self.preprocessed_dir / name
             if source.is_file():
                 shutil.copyfile(source, self.model_dir / name)
+
+
+def resolve_job(
+    dataset: str | int,
+    configuration: str,
+    fold: int | str,
+    roots: DataRoots,
+    settings: TrainingSettings,
+    plans_name: str | None = None,
+) -> TrainingJob:
+    """The job for one fold, found from a dataset id or name and the data roots.
+
+    Every mistake (unknown dataset, plans not made yet, unknown configuration) is one clear error
+    that says what to run.
+    """
+    name = resolve_dataset_name(dataset, roots)
+    preprocessed = roots.require_preprocessed() / name
+    plans_name = plans_name or DEFAULT_PLANS_NAME
+    plans_file = preprocessed / f"{plans_name}.json"
+    if not plans_file.is_file():
+        raise AutoSegError(
+            f"{plans_file}: plans not found; run `autoseg plan_and_preprocess -d {dataset}`"
+            + (
+                f" with -overwrite_plans_name {plans_name}"
+                if plans_name != DEFAULT_PLANS_NAME
+                else ""
+            )
+        )
+    plans = Plans.load(plans_file)
+    plans.configuration(configuration)  # raises with the list of known configurations
+    return TrainingJob(
+        plans=plans,
+        configuration=configuration,
+        dataset=load_dataset_json(preprocessed / "dataset.json"),
+        preprocessed_dir=preprocessed,
+        model_dir=roots.require_results()
+        / name
+        / model_folder_name(TRAINER_NAME, plans_name, configuration),
+        fold=parse_fold(fold),
+        settings=settings,
+    )

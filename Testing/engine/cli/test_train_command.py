@@ -13,6 +13,8 @@ import pytest
 from autoseg.checkpoint import FINAL, LATEST, load_checkpoint
 from autoseg.cli import build_parser, main
 from autoseg.cli.train_command import settings_from, torchrun_env
+from autoseg.cli.train_launch import TrainRequest, launch
+from autoseg.training.settings import TrainingSettings
 
 
 def _args(*argv: str):
@@ -197,3 +199,24 @@ def test_sigkill_then_resume_loses_only_the_work_since_the_checkpoint(private_pr
     resumed_from = [e["resumed_from_epoch"] for e in starts if e["event"] == "start"]
     assert resumed_from[0] is None
     assert resumed_from[-1] >= saved
+
+
+def test_several_folds_with_several_workers_train_one_fold_each(private_preprocessed) -> None:
+    """``-num_gpus 2`` with two folds: each process trains its own fold (shown with CPU ranks)."""
+    roots = private_preprocessed
+    settings = TrainingSettings(
+        epochs=1,
+        iterations_per_epoch=1,
+        val_iterations=1,
+        device="cpu",
+        num_workers=0,
+        amp="off",
+        seed=0,
+        cpu_threads=1,
+    )
+    request = TrainRequest("901", "3d_fullres", ("0", "1"), None, settings, roots, num_gpus=2)
+    assert launch(request, None) == 0
+    model = roots.results / "Dataset901_Tiny" / "AutoSegTrainer__AutoSegPlans__3d_fullres"
+    for fold in (0, 1):
+        assert (model / f"fold_{fold}" / FINAL).is_file()
+        assert (model / f"fold_{fold}" / "validation" / "summary.json").is_file()
