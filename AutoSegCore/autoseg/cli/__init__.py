@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from autoseg import __version__
-from autoseg.cli import data_commands, demo_command, planning_commands, train_command
+from autoseg.cli import (
+    data_commands,
+    demo_command,
+    evaluate_command,
+    planning_commands,
+    train_command,
+)
 from autoseg.errors import AutoSegError, ProblemsFound
 
 EXIT_PROBLEMS = 1
@@ -28,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"autoseg {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data_commands, planning_commands, train_command, demo_command):
+    for module in (data_commands, planning_commands, train_command, evaluate_command, demo_command):
         module.register(commands)
     return parser
 
