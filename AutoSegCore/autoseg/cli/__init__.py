@@ -17,6 +17,7 @@ from autoseg.cli import (
     data_commands,
     demo_command,
     evaluate_command,
+    model_commands,
     planning_commands,
     train_command,
 )
@@ -34,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"autoseg {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data_commands, planning_commands, train_command, evaluate_command, demo_command):
+    for module in (
+        data_commands,
+        planning_commands,
+        train_command,
+        evaluate_command,
+        model_commands,
+        demo_command,
+    ):
         module.register(commands)
     return parser
 

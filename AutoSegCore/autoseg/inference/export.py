@@ -96,6 +96,13 @@ def _segment(logits: np.ndarray, labels: LabelSpec) -> np.ndarray:
     return seg
 
 
+def probabilities_to_segmentation(probabilities: np.ndarray, labels: LabelSpec) -> np.ndarray:
+    """Label map from per-channel probabilities (argmax, or > 0.5 per region in
+    ``regions_class_order``): what averaged ensemble probabilities are turned into."""
+    shifted = probabilities - 0.5 if labels.has_regions else probabilities
+    return _segment(np.asarray(shifted), labels)
+
+
 def _uncrop(cropped: np.ndarray, properties: Mapping[str, Any], background: Any) -> np.ndarray:
     """Paste ``(..., *cropped)`` into its crop box and transpose back to the reader's axis order.
 

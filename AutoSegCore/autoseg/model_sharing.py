@@ -1,0 +1,397 @@
+"""Share a trained model as one zip file: export what prediction needs, import it safely.
+
+A results dataset folder holds far more than prediction needs (the latest checkpoint kept only for
+resuming, logs, every validation prediction). Export picks the plans, the dataset description, one
+checkpoint per fold and the small reports that document the model, so a shared zip stays small.
+
+Import treats the zip as untrusted input. Every member is checked before anything is written (no
+absolute paths, drive letters, ``..``, backslashes or symlinks; exactly one ``DatasetXXX_Name/`` top
+folder; nothing that would land outside the results root). Files are extracted into a staging
+folder inside the results root and only then moved into place, so a damaged or hostile zip never
+leaves half an import behind, and files the user already has are replaced only when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoseg.atomic import atomic_path
+from autoseg.errors import AutoSegError
+
+_DATASET_FOLDER = re.compile(r"Dataset\d{3,}_[^/\\:]+")
+REQUIRED_MODEL_FILES = ("plans.json", "dataset.json")
+OPTIONAL_MODEL_FILES = ("dataset_fingerprint.json",)
+# Written by postprocessing / best-configuration search, at dataset level or in a model folder.
+SHARED_FILES = ("postprocessing.json", "inference_information.json", "inference_instructions.txt")
+FOLD_FILES = ("training_settings.json", "network.txt", "progress.png")
+LATEST_CHECKPOINT = "checkpoint_latest.pth"
+# Already compressed (or incompressible float weights): deflating them only costs time.
+_STORED_ENDINGS = (".pth", ".png", ".gz", ".npz", ".zip")
+_MAX_LISTED_PROBLEMS = 20
+_NOT_A_MODEL_ZIP = (
+    "A model zip holds one DatasetXXX_Name/ folder of model folders; export it again."
+)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Which parts of a results dataset folder go into the zip.
+
+    The defaults export every configuration and fold of the default trainer and plans with their
+    final checkpoint and only the validation summary (not every validation prediction).
+    """
+
+    configurations: Sequence[str] | None = None
+    folds: Sequence[str] | None = None
+    trainer: str = "AutoSegTrainer"
+    plans: str = "AutoSegPlans"
+    include_validation: bool = False
+    checkpoint: str = "checkpoint_final.pth"
+
+
+def export_model(
+    results_dataset_dir: Path, output_zip: Path, options: ExportOptions | None = None
+) -> Path:
+    """Zip the chosen models of ``<results>/DatasetXXX_Name`` into ``output_zip`` and return it.
+
+    The zip is written atomically and an existing file is never overwritten, so an interrupted
+    export leaves no broken zip and nothing the user made is lost.
+    """
+    options = options or ExportOptions()
+    source = _check_dataset_folder(Path(results_dataset_dir))
+    _check_checkpoint_name(options.checkpoint)
+    output = Path(output_zip)
+    if output.is_symlink() or output.exists():
+        raise AutoSegError(
+            f"{output} already exists; export never overwrites a file. "
+            "Choose another file name or move the existing file away."
+        )
+    files = _shared_files(source)
+    for model in _model_folders(source, options):
+        files += _model_files(model)
+        for fold in _fold_folders(model, options.folds):
+            files += _fold_files(fold, options)
+    _write_zip(files, source, output)
+    return output
+
+
+def _check_dataset_folder(folder: Path) -> Path:
+    folder = folder.resolve()
+    if not folder.is_dir() or not _DATASET_FOLDER.fullmatch(folder.name):
+        raise AutoSegError(
+            f"{folder} is not a folder named DatasetXXX_Name. Pass the results folder of one "
+            "dataset, e.g. <results>/Dataset004_Hippocampus."
+        )
+    return folder
+
+
+def _check_checkpoint_name(name: str) -> None:
+    if name == LATEST_CHECKPOINT or not name.endswith(".pth") or "/" in name or "\\" in name:
+        raise AutoSegError(
+            f"Checkpoint {name!r} cannot be exported ({LATEST_CHECKPOINT} only resumes training). "
+            "Use checkpoint_final.pth or checkpoint_best.pth."
+        )
+
+
+def _model_folders(source: Path, options: ExportOptions) -> list[Path]:
+    """The model folders of the chosen configurations; all of them when none are named."""
+    prefix = f"{options.trainer}__{options.plans}__"
+    folders = sorted(p for p in source.iterdir() if p.is_dir())
+    found = {p.name[len(prefix) :]: p for p in folders if p.name.startswith(prefix)}
+    wanted = sorted(found) if options.configurations is None else list(options.configurations)
+    missing = [c for c in wanted if c not in found]
+    if missing or not wanted:
+        models = [p.name for p in folders if "__" in p.name]
+        which = f" for configuration(s) {', '.join(missing)}" if missing else ""
+        raise AutoSegError(
+            f"{source} has no model folder {prefix}<configuration>{which}. Model folders there: "
+            f"{', '.join(models) or 'none'}. Choose a configuration, trainer and plans that exist."
+        )
+    return [found[c] for c in dict.fromkeys(wanted)]
+
+
+def _fold_name(fold: object) -> str:
+    return str(fold).removeprefix("fold_")
+
+
+def _fold_order(name: str) -> tuple[int, int | str]:
+    return (0, int(name)) if name.isdigit() else (1, name)
+
+
+def _fold_folders(model: Path, folds: Sequence[str] | None) -> list[Path]:
+    """The chosen ``fold_<k>`` folders of one model; all of them when none are named."""
+    found = {_fold_name(p.name): p for p in model.glob("fold_*") if p.is_dir()}
+    wanted = sorted(found, key=_fold_order) if folds is None else [_fold_name(f) for f in folds]
+    missing = [f for f in wanted if f not in found]
+    if missing or not wanted:
+        existing = ", ".join(sorted(found, key=_fold_order)) or "none"
+        raise AutoSegError(
+            f"{model} has no fold(s) {', '.join(missing) or '(none chosen)'}; existing folds: "
+            f"{existing}. Choose folds that were trained."
+        )
+    return [found[f] for f in dict.fromkeys(wanted)]
+
+
+def _existing(folder: Path, names: Sequence[str]) -> list[Path]:
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def _shared_files(folder: Path) -> list[Path]:
+    """Postprocessing and inference notes of a dataset or model folder (JSON and text only)."""
+    crossval = sorted(folder.glob("crossval_results_folds_*/*"))
+    notes = [p for p in crossval if p.is_file() and p.suffix in {".json", ".txt"}]
+    return _existing(folder, SHARED_FILES) + notes
+
+
+def _model_files(model: Path) -> list[Path]:
+    missing = [n for n in REQUIRED_MODEL_FILES if not (model / n).is_file()]
+    if missing:
+        raise AutoSegError(
+            f"{model} lacks {', '.join(missing)}; a model cannot be used without them. "
+            "Copy them from the preprocessed folder or train the model again."
+        )
+    files = _existing(model, REQUIRED_MODEL_FILES + OPTIONAL_MODEL_FILES)
+    return files + _shared_files(model)
+
+
+def _fold_files(fold: Path, options: ExportOptions) -> list[Path]:
+    checkpoint = fold / options.checkpoint
+    if not checkpoint.is_file():
+        present = sorted(p.name for p in fold.glob("checkpoint_*.pth"))
+        raise AutoSegError(
+            f"{checkpoint} does not exist; checkpoints in {fold}: {', '.join(present) or 'none'} "
+            f"({LATEST_CHECKPOINT} is never exported). Finish training this fold, "
+            "choose another checkpoint, or leave the fold out."
+        )
+    files = [checkpoint, *_existing(fold, FOLD_FILES)]
+    validation = fold / "validation"
+    if options.include_validation and validation.is_dir():
+        files += sorted(p for p in validation.rglob("*") if p.is_file())
+    elif (validation / "summary.json").is_file():
+        files.append(validation / "summary.json")
+    return files
+
+
+def _write_zip(files: list[Path], source: Path, output: Path) -> None:
+    """Files go under the top folder ``DatasetXXX_Name/`` with forward slashes, in order given."""
+    with (
+        atomic_path(output, suffix=".zip") as temporary,
+        zipfile.ZipFile(
+            temporary, "w", compression=zipfile.ZIP_DEFLATED, strict_timestamps=False
+        ) as archive,
+    ):
+        for path in dict.fromkeys(files):
+            name = f"{source.name}/{path.relative_to(source).as_posix()}"
+            stored = path.name.endswith(_STORED_ENDINGS)
+            archive.write(path, name, compress_type=zipfile.ZIP_STORED if stored else None)
+
+
+def import_model(zip_path: Path, results_root: Path, *, overwrite: bool = False) -> list[Path]:
+    """Import a model zip into ``results_root`` and return the imported model folders.
+
+    Nothing is written unless every member is safe and no existing file would be replaced (with
+    ``overwrite`` only the files in the zip are replaced; other files stay).
+    """
+    zip_path, root = Path(zip_path), Path(results_root).resolve()
+    with _open_zip(zip_path) as archive:
+        members = archive.infolist()
+        top = _validate_members(zip_path, members, root)
+        models = _model_names(zip_path, members, top)
+        _check_targets(zip_path, members, root, overwrite=overwrite)
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".autoseg-import-", dir=root))
+        try:
+            _extract(zip_path, archive, members, staging / "new")
+            _move_into_place(zip_path, members, staging, root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return [root / top / m for m in models]
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise AutoSegError(
+            f"{path} is not a readable zip file ({error}). Download or export the model again."
+        ) from error
+
+
+def _member_problem(info: zipfile.ZipInfo, root: Path) -> str | None:
+    """Why a member is unsafe or does not belong in a model zip; None when it is fine."""
+    name, mode = info.filename, info.external_attr >> 16
+    parts = name.removesuffix("/").split("/")
+    checks = (
+        ("\\" in name, "contains a backslash"),
+        (":" in name, "contains a drive letter or colon"),
+        (name.startswith("/"), "is an absolute path"),
+        (bool({"", ".", ".."} & set(parts)), "has an empty, '.' or '..' path component"),
+        (not _DATASET_FOLDER.fullmatch(parts[0]), "is not inside a DatasetXXX_Name/ folder"),
+        (len(parts) == 1 and not info.is_dir(), "is a file where the top folder belongs"),
+        (stat.S_ISLNK(mode), "is a symbolic link"),
+        (stat.S_IFMT(mode) not in {0, stat.S_IFREG, stat.S_IFDIR}, "is not a file or folder"),
+        (bool(info.flag_bits & 0x1), "is encrypted"),
+        (not (root / name).resolve().is_relative_to(root), f"would be written outside {root}"),
+    )
+    return next((reason for failed, reason in checks if failed), None)
+
+
+def _validate_members(zip_path: Path, members: list[zipfile.ZipInfo], root: Path) -> str:
+    """Check every member before anything is written; returns the single top folder."""
+    problems: list[str] = [] if members else ["the zip is empty"]
+    tops: set[str] = set()
+    seen: set[str] = set()
+    for info in members:
+        reason = _member_problem(info, root)
+        if reason is None and info.filename in seen:
+            reason = "appears more than once"
+        seen.add(info.filename)
+        if reason is None:
+            tops.add(info.filename.split("/", 1)[0])
+        else:
+            problems.append(f"{info.filename!r}: {reason}")
+    if len(tops) > 1:
+        problems.append(f"members lie in several top folders: {', '.join(sorted(tops))}")
+    if problems:
+        _refuse(zip_path, "is not a safe AutoSeg model zip", problems)
+    return tops.pop()
+
+
+def _refuse(zip_path: Path, what: str, problems: list[str], fix: str = _NOT_A_MODEL_ZIP) -> None:
+    """Raise one error naming the zip, the fix, and (at most 20 of) the problems found."""
+    listed = problems[:_MAX_LISTED_PROBLEMS]
+    more = len(problems) - len(listed)
+    lines = [*listed, f"... and {more} more"] if more else listed
+    raise AutoSegError(f"{zip_path} {what}; nothing was imported. {fix}\n  " + "\n  ".join(lines))
+
+
+def _model_names(zip_path: Path, members: list[zipfile.ZipInfo], top: str) -> list[str]:
+    """Model folders are the folders right below the top folder that hold a plans.json."""
+    names = [m.filename.split("/") for m in members if not m.is_dir()]
+    models = sorted({p[1] for p in names if len(p) == 3 and p[0] == top and p[2] == "plans.json"})
+    if not models:
+        _refuse(
+            zip_path, "holds no model", [f"no {top}/<trainer>__<plans>__<configuration>/plans.json"]
+        )
+    return models
+
+
+def _target_problem(info: zipfile.ZipInfo, root: Path) -> tuple[bool, str] | None:
+    """(blocking, message) when the member's target is taken; blocking even with overwrite."""
+    target = root / info.filename
+    ancestors = [root / p for p in list(target.relative_to(root).parents)[:-1]]
+    taken = target.exists() or target.is_symlink()
+    if any(p.exists() and not p.is_dir() for p in ancestors):
+        return True, f"{target}: a file stands where a folder of the zip belongs"
+    if info.is_dir() or target.is_dir():
+        clash = taken and info.is_dir() != target.is_dir()
+        return (True, f"{target}: a file and a folder of the same name clash") if clash else None
+    return (False, f"{target}: already exists") if taken else None
+
+
+def _check_targets(
+    zip_path: Path, members: list[zipfile.ZipInfo], root: Path, *, overwrite: bool
+) -> None:
+    """Refuse existing files (unless ``overwrite``) and anything that blocks a file or folder."""
+    found = [p for p in (_target_problem(m, root) for m in members) if p is not None]
+    blocked = [message for blocking, message in found if blocking]
+    existing = [message for blocking, message in found if not blocking]
+    total = sum(m.file_size for m in members)
+    if total > shutil.disk_usage(next(p for p in [root, *root.parents] if p.exists())).free:
+        blocked.append(f"{root}: not enough free disk space for {total} bytes")
+    if blocked or (existing and not overwrite):
+        fix = "Import with overwrite to replace the existing files, or move them away."
+        if blocked:
+            fix = "Move the files or folders in the way (listed first) elsewhere."
+        _refuse(zip_path, "cannot be imported", blocked + existing, fix)
+
+
+def _extract(
+    zip_path: Path, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], staging: Path
+) -> None:
+    for info in members:
+        target = staging / info.filename
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with archive.open(info) as source, target.open("wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as e:
+            raise AutoSegError(
+                f"{zip_path} is damaged: member {info.filename!r} cannot be read ({e}); "
+                "nothing was imported. Download or export the model again."
+            ) from e
+        except OSError as e:
+            raise AutoSegError(
+                f"Could not extract {info.filename!r} of {zip_path} ({e}); nothing was imported."
+            ) from e
+
+
+def _move_into_place(
+    zip_path: Path, members: list[zipfile.ZipInfo], staging: Path, root: Path
+) -> None:
+    """One rename when the dataset folder is new; otherwise file by file, undone on failure."""
+    top = members[0].filename.split("/", 1)[0]
+    target = root / top
+    try:
+        if not (target.exists() or target.is_symlink()):
+            (staging / "new" / top).replace(target)
+            return
+        _replace_files(members, staging, root)
+    except OSError as error:
+        raise AutoSegError(
+            f"Could not move the files of {zip_path} into {root} ({error}); "
+            "the previous files were restored. Check permissions and free space."
+        ) from error
+
+
+def _replace_files(members: list[zipfile.ZipInfo], staging: Path, root: Path) -> None:
+    moved: list[tuple[Path, Path | None]] = []
+    created: list[Path] = []
+    try:
+        for info in members:
+            target = root / info.filename
+            if info.is_dir():
+                created += _make_folders(target, root)
+                continue
+            created += _make_folders(target.parent, root)
+            backup = None
+            if target.exists() or target.is_symlink():
+                backup = staging / "old" / info.filename
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                target.replace(backup)
+            moved.append((target, backup))
+            (staging / "new" / info.filename).replace(target)
+    except OSError:
+        _roll_back(moved, created)
+        raise
+
+
+def _make_folders(folder: Path, root: Path) -> list[Path]:
+    """Create ``folder`` and missing parents below ``root``; returns the ones created, top first."""
+    missing = [p for p in [folder, *folder.parents] if p.is_relative_to(root) and not p.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+    return missing[::-1]
+
+
+def _roll_back(moved: list[tuple[Path, Path | None]], created: list[Path]) -> None:
+    for target, backup in reversed(moved):
+        if backup is None:
+            target.unlink(missing_ok=True)
+        else:
+            backup.replace(target)
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
