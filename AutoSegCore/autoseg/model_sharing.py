@@ -148,7 +148,8 @@ def _existing(folder: Path, names: Sequence[str]) -> list[Path]:
 def _shared_files(folder: Path) -> list[Path]:
     """Postprocessing and inference notes of a dataset or model folder (JSON and text only)."""
     crossval = sorted(folder.glob("crossval_results_folds_*/*"))
-    notes = [p for p in crossval if p.is_file() and p.suffix in {".json", ".txt"}]
+    kept = {"summary.json", "postprocessing.json"}  # not the per-case probability properties
+    notes = [p for p in crossval if p.is_file() and p.name in kept]
     return _existing(folder, SHARED_FILES) + notes
 
 

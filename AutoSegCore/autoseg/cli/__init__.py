@@ -19,6 +19,8 @@ from autoseg.cli import (
     evaluate_command,
     model_commands,
     planning_commands,
+    predict_command,
+    selection_commands,
     train_command,
 )
 from autoseg.errors import AutoSegError, ProblemsFound
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         train_command,
         evaluate_command,
         model_commands,
+        predict_command,
+        selection_commands,
         demo_command,
     ):
         module.register(commands)
