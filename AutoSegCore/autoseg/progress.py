@@ -47,7 +47,9 @@ class TextProgressBar:
         rate = done / elapsed
         remaining = (total - done) / rate if rate > 0 else 0.0
         bar = "#" * filled + "-" * (self._width - filled)
-        line = f"\r{stage}: [{bar}] {done}/{total} {rate:.1f}/s ETA {remaining:.0f}s"
+        # A finished stage reports its duration: a rate from one call would be meaningless.
+        tail = f"in {elapsed:.1f} s" if finished else f"{rate:.1f}/s ETA {remaining:.0f}s"
+        line = f"\r{stage}: [{bar}] {done}/{total} {tail}"
         if not self._interactive:
             line = line.lstrip("\r")
         self._stream.write(line + ("\n" if finished else ""))
