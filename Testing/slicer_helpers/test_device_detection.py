@@ -1,0 +1,86 @@
+"""Device detection through a real child Python (no mocks of subprocess)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from AutoSegCoreLib.device_detection import DeviceInfo, detect_devices, query_nvidia_smi
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake programs are shell scripts")
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body, encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_detects_torch_in_this_python() -> None:
+    info = detect_devices(sys.executable, nvidia_smi=None)
+    assert info.torch_available
+    assert info.torch_error is None
+    assert info.torch_version == version("torch")
+    assert info.cuda_count == len(info.cuda_names)
+    assert info.devices[-1] == "cpu"
+    if "+cpu" in version("torch"):
+        assert info.cuda_count == 0
+        assert info.best_device in {"cpu", "mps"}
+    assert info.torch_version in info.summary()
+
+
+@posix_only
+def test_python_without_torch_is_reported(tmp_path: Path) -> None:
+    fake = _script(
+        tmp_path / "python",
+        "echo \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n",
+    )
+    info = detect_devices(fake, nvidia_smi=None, timeout=5)
+    assert not info.torch_available
+    assert info.torch_error is not None
+    assert "exit code 1" in info.torch_error
+    assert "No module named 'torch'" in info.torch_error
+    assert info.devices == ("cpu",)
+    assert "PyTorch is not usable" in info.summary()
+
+
+def test_import_error_inside_the_probe_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "torch.py").write_text("raise ImportError('broken torch install')\n")
+    env = {"PATH": "", "PYTHONPATH": str(tmp_path), "SYSTEMROOT": "C:\\Windows"}
+    info = detect_devices(sys.executable, env=env, nvidia_smi=None, timeout=5)
+    assert info == DeviceInfo(torch_error="ImportError: broken torch install")
+
+
+@posix_only
+def test_probe_json_with_gpus_and_nvidia_smi_fallback(tmp_path: Path) -> None:
+    payload = {"cuda": 2, "names": ["GPU A"], "mps": True, "torch": "9.9"}
+    gpu_python = _script(tmp_path / "gpu_python", f"echo '{json.dumps(payload)}'\n")
+    smi = _script(tmp_path / "nvidia-smi", "printf 'NVIDIA H200\\nNVIDIA A100\\n'\n")
+    info = detect_devices(gpu_python, nvidia_smi=smi, timeout=5)
+    assert info.cuda_names == ("GPU A", "CUDA device 1")
+    assert info.devices == ("cuda:0", "cuda:1", "mps", "cpu")
+    assert info.system_gpus == ()  # nvidia-smi is asked only when torch sees no GPU
+    assert "GPU A" in info.summary()
+    no_torch = _script(tmp_path / "no_torch", "exit 1\n")
+    info = detect_devices(no_torch, nvidia_smi=smi, timeout=5)
+    assert info.system_gpus == ("NVIDIA H200", "NVIDIA A100")
+    assert info.gpu_unused
+    assert "install CUDA PyTorch" in info.summary()
+
+
+@posix_only
+def test_missing_programs_and_timeout(tmp_path: Path) -> None:
+    info = detect_devices(tmp_path / "absent", nvidia_smi=tmp_path / "absent-smi")
+    assert info.torch_error is not None
+    assert info.torch_error.startswith("cannot run")
+    assert info.system_gpus == ()
+    assert query_nvidia_smi(_script(tmp_path / "bad-smi", "exit 9\n")) == ()
+    slow = _script(tmp_path / "slow", "exec sleep 5\n")
+    info = detect_devices(slow, nvidia_smi=None, timeout=0.3)
+    assert info.torch_error is not None
+    assert "did not answer within 0.3 s" in info.torch_error

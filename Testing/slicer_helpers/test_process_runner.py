@@ -1,0 +1,207 @@
+"""The engine process runner with real child processes (no mocks of subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import autoseg
+from AutoSegCoreLib.process_runner import (
+    EngineProcess,
+    ProcessEvent,
+    engine_command,
+    engine_environment,
+    follow_jsonl,
+    parse_stdout_line,
+)
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="process groups and signals")
+
+
+def _python(script: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(script)]
+
+
+def _alive(pid: int) -> bool:
+    """A pid that exists and is not a zombie (an orphan may wait unreaped in a container)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        with_state = stat.read_text().rsplit(")", 1)[-1].split()
+        return with_state[0] != "Z"
+    return True
+
+
+def _wait_for(condition, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_events_json_text_stderr_and_exit_in_order() -> None:
+    script = """
+        import json, sys
+        for k in range(3):
+            print(json.dumps({"event": "progress", "stage": "s", "done": k, "total": 3}))
+        print("plain text")
+        print("[1, 2]")
+        print("{not json")
+        sys.stderr.write("warn 1\\nwarn 2\\n")
+        sys.exit(3)
+    """
+    process = EngineProcess(_python(script))
+    events = process.collect_until_exit(timeout=3)
+    assert events[-1] == ProcessEvent("exit", 3)
+    stdout = [e for e in events if e.kind in {"json", "text"}]
+    assert [e.payload["done"] for e in stdout[:3]] == [0, 1, 2]
+    assert all(e.kind == "json" for e in stdout[:3])
+    assert stdout[3:] == [
+        ProcessEvent("text", "plain text"),
+        ProcessEvent("text", "[1, 2]"),
+        ProcessEvent("text", "{not json"),
+    ]
+    assert [e.payload for e in events if e.kind == "stderr"] == ["warn 1", "warn 2"]
+    assert process.returncode == 3
+    assert not process.is_running
+    assert process.poll_events() == []
+
+
+def test_poll_events_never_blocks_and_drains_everything() -> None:
+    script = """
+        import time
+        print("first", flush=True)
+        time.sleep(0.3)
+        print("second")
+    """
+    process = EngineProcess(_python(script))
+    started = time.monotonic()
+    assert isinstance(process.poll_events(), list)
+    assert time.monotonic() - started < 0.1
+    seen: list[ProcessEvent] = []
+
+    def exited() -> bool:
+        seen.extend(process.poll_events())
+        return bool(seen) and seen[-1].kind == "exit"
+
+    assert _wait_for(exited)
+    assert seen == [
+        ProcessEvent("text", "first"),
+        ProcessEvent("text", "second"),
+        ProcessEvent("exit", 0),
+    ]
+    assert process.collect_until_exit(timeout=0.1) == []
+
+
+@posix_only
+def test_cancel_ends_child_and_grandchild(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"""
+        import subprocess, sys, time
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pid_file)!r}, "w").write(str(grandchild.pid))
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    process = EngineProcess(_python(script))
+    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    grandchild = int(pid_file.read_text())
+    assert _alive(process.pid)
+    assert _alive(grandchild)
+    code = process.cancel(timeout=2)
+    assert code == -signal.SIGTERM
+    assert not process.is_running
+    assert _wait_for(lambda: not _alive(grandchild), timeout=2)
+    events = process.collect_until_exit(timeout=3)
+    assert ProcessEvent("text", "ready") in events
+    assert events[-1] == ProcessEvent("exit", -signal.SIGTERM)
+
+
+@posix_only
+def test_cancel_kills_a_child_that_ignores_sigterm() -> None:
+    script = """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    process = EngineProcess(_python(script))
+    seen: list[ProcessEvent] = []
+    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen))
+    started = time.monotonic()
+    assert process.cancel(timeout=0.3) == -signal.SIGKILL
+    assert time.monotonic() - started < 2
+    assert process.cancel(timeout=0.1) == -signal.SIGKILL  # a second cancel is harmless
+
+
+def test_environment_overrides_reach_the_child() -> None:
+    env = engine_environment(
+        {"AUTOSEG_TEST_VALUE": "é-ü", "AUTOSEG_REMOVED": None},
+        base={**os.environ, "AUTOSEG_REMOVED": "x"},
+    )
+    assert "AUTOSEG_REMOVED" not in env
+    script = """
+        import json, os
+        keys = ["AUTOSEG_TEST_VALUE", "AUTOSEG_REMOVED", "PYTHONUNBUFFERED"]
+        print(json.dumps({k: os.environ.get(k) for k in keys}))
+    """
+    process = EngineProcess(_python(script), env=env)
+    events = process.collect_until_exit(timeout=3)
+    assert events[0] == ProcessEvent(
+        "json",
+        {"AUTOSEG_TEST_VALUE": "é-ü", "AUTOSEG_REMOVED": None, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_real_engine_version() -> None:
+    assert engine_command("py", ["train", 3]) == ["py", "-m", "autoseg", "train", "3"]
+    process = EngineProcess.for_engine(sys.executable, ["--version"])
+    events = process.collect_until_exit(timeout=3)
+    assert events[-1] == ProcessEvent("exit", 0)
+    lines = [e.payload for e in events if e.kind == "text"]
+    assert lines == [f"autoseg {autoseg.__version__}"]
+
+
+def test_parse_stdout_line() -> None:
+    assert parse_stdout_line('{"event": "end"}\r\n') == ProcessEvent("json", {"event": "end"})
+    assert parse_stdout_line("  done \n") == ProcessEvent("text", "  done ")
+    assert parse_stdout_line('"string"\n') == ProcessEvent("text", '"string"')
+
+
+def test_follow_jsonl_keeps_partial_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    assert follow_jsonl(path, 0) == ([], 0)
+    first = json.dumps({"event": "start", "epochs": 2}) + "\n"
+    half = json.dumps({"event": "epoch", "epoch": 0})
+    path.write_text(first + "\n" + "garbage\n" + half[:10], encoding="utf-8")
+    events, offset = follow_jsonl(path, 0)
+    assert events == [{"event": "start", "epochs": 2}]
+    assert offset == len(first) + 1 + len("garbage\n")
+    assert follow_jsonl(path, offset) == ([], offset)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(half[10:] + "\n")
+    events, offset2 = follow_jsonl(path, offset)
+    assert events == [{"event": "epoch", "epoch": 0}]
+    assert offset2 == path.stat().st_size
+
+
+def test_follow_jsonl_restarts_when_file_was_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event": "start"}\n' * 3, encoding="utf-8")
+    _, offset = follow_jsonl(path, 0)
+    path.write_text('{"event": "end"}\n', encoding="utf-8")
+    events, new_offset = follow_jsonl(path, offset)
+    assert events == [{"event": "end"}]
+    assert new_offset == path.stat().st_size
