@@ -38,6 +38,7 @@ test-all: lint
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/predict.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
