@@ -202,7 +202,6 @@ class Trainer:
 
     def fit(self) -> None:
         """Train from ``state.next_epoch`` to the last epoch, then write the final checkpoint."""
-        epoch = self.state.next_epoch
         try:
             for epoch in range(self.state.next_epoch, self.settings.epochs):
                 self._after_epoch(self.run_epoch(epoch))
