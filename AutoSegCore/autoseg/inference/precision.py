@@ -9,6 +9,7 @@ the method's fp16 autocast, so nothing is wrapped here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,8 +23,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 Network = Callable[[torch.Tensor], torch.Tensor]
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU runs bf16 natively (oneDNN support and the AVX512-BF16/AMX flags)."""
+    """True when this CPU runs bf16 natively (oneDNN support and the AVX512-BF16/AMX flags).
+
+    Cached: the CPU does not change while the process runs, and /proc/cpuinfo is read once."""
     try:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return False

@@ -10,13 +10,12 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from autoseg.errors import AutoSegError
+from autoseg.inference.precision import cpu_has_native_bf16, resolve_device
 from autoseg.network import build_network
 from autoseg.training.augmentation import (
     AugmentationGeometry,
@@ -59,33 +58,6 @@ class TrainingParts:
 def poly_lr(initial_lr: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:
     """Polynomial decay set at the start of every epoch (method.md §5.1)."""
     return initial_lr * (1.0 - epoch / epochs) ** exponent
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; asking for a missing device is a clear error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AutoSegError("-device cuda: no CUDA GPU is available here; use -device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise AutoSegError("-device mps: Apple MPS is not available here; use -device cpu")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 convolutions are
-    2-3x faster than fp32; elsewhere bf16 is emulated and slower, so it stays off."""
-    try:
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return False
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
-    except (AttributeError, RuntimeError, OSError):
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def mixed_precision_dtype(setting: str, device: torch.device) -> torch.dtype | None:

@@ -28,7 +28,6 @@ from autoseg.training.job import TrainingJob
 from autoseg.training.recipe import (
     build_network_for,
     build_training_parts,
-    mixed_precision_dtype,
     resolve_device,
 )
 from autoseg.training.run_log import RunLog
@@ -205,7 +204,7 @@ def _train(
         raise KeyboardInterrupt from None
     finally:
         parts.close()
-    setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz, parts.amp_dtype)
+    setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz)
     summary = run_final_validation(job, parts.model, split[1], setup, dist)
     _log_end(log, summary, job)
     return summary
@@ -222,8 +221,7 @@ def _validate_only(
     model = build_network_for(job).to(device)
     model.load_state_dict(state["network_weights"])
     axes = state.get("inference_allowed_mirroring_axes") or []
-    amp = mixed_precision_dtype(job.settings.amp, device)
-    setup = ValidationSetup(device, tuple(axes), options.save_npz, amp)
+    setup = ValidationSetup(device, tuple(axes), options.save_npz)
     summary = run_final_validation(job, model, val_cases, setup, dist)
     if summary is not None and options.echo:
         print(f"Mean validation Dice: {validation_dice(summary):.4f}", file=options.echo)

@@ -90,20 +90,6 @@ class ValidationSetup:
     device: torch.device
     mirror_axes: tuple[int, ...]
     save_npz: bool = False
-    amp_dtype: torch.dtype | None = None
-
-
-def _in_precision(network: nn.Module, dtype: torch.dtype | None):
-    """The network under CPU bf16 autocast when training used it (CUDA autocast is applied by the
-    sliding window itself); logits come back as fp32."""
-    if dtype != torch.bfloat16:
-        return network
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return network(x).float()
-
-    return run
 
 
 def run_final_validation(
