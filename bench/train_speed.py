@@ -25,10 +25,8 @@ from pathlib import Path
 
 import torch
 
-from autoseg.dataset import load_dataset_json
 from autoseg.paths import DataRoots
 from autoseg.planning import PlannerOptions
-from autoseg.plans import Plans
 from autoseg.stages import (
     DatasetFolders,
     fingerprint_dataset,
@@ -36,7 +34,7 @@ from autoseg.stages import (
     preprocess_configurations,
 )
 from autoseg.training.distributed import DistributedContext
-from autoseg.training.job import TRAINER_NAME, TrainingJob, model_folder_name
+from autoseg.training.job import TrainingJob, resolve_job
 from autoseg.training.recipe import build_batch_streams, build_training_parts
 from autoseg.training.run import split_for
 from autoseg.training.settings import TrainingSettings
@@ -60,20 +58,6 @@ def prepare(root: Path, data: Path) -> DataRoots:
     plans = plan_dataset(folders, PlannerOptions())
     preprocess_configurations(folders, plans.plans_name, ["2d", "3d_fullres"], 2)
     return roots
-
-
-def make_job(roots: DataRoots, configuration: str, settings: TrainingSettings) -> TrainingJob:
-    preprocessed = roots.preprocessed / "Dataset004_Hippocampus"
-    plans = Plans.load(preprocessed / "AutoSegPlans.json")
-    return TrainingJob(
-        plans=plans,
-        configuration=configuration,
-        dataset=load_dataset_json(preprocessed / "dataset.json"),
-        preprocessed_dir=preprocessed,
-        model_dir=roots.results / model_folder_name(TRAINER_NAME, "AutoSegPlans", configuration),
-        fold=0,
-        settings=settings,
-    )
 
 
 def bench_augmentation(job: TrainingJob, workers: int, batches: int) -> None:
@@ -163,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         roots = prepare(Path(scratch), args.data)
         for configuration in args.configurations:
-            job = make_job(roots, configuration, settings)
+            job = resolve_job(4, configuration, 0, roots, settings)
             print(
                 f"\n{configuration}: patch {job.config.patch_size}, batch {job.config.batch_size}, "
                 f"device {args.device}, torch threads {torch.get_num_threads()}"
