@@ -32,6 +32,7 @@ REQUIRED_MODEL_FILES = ("plans.json", "dataset.json")
 OPTIONAL_MODEL_FILES = ("dataset_fingerprint.json",)
 # Written by postprocessing / best-configuration search, at dataset level or in a model folder.
 SHARED_FILES = ("postprocessing.json", "inference_information.json", "inference_instructions.txt")
+ENSEMBLES_DIR = "ensembles"  # model_selection's folder of evaluated configuration pairs
 FOLD_FILES = ("training_settings.json", "network.txt", "progress.png")
 LATEST_CHECKPOINT = "checkpoint_latest.pth"
 # Already compressed (or incompressible float weights): deflating them only costs time.
@@ -146,10 +147,11 @@ def _existing(folder: Path, names: Sequence[str]) -> list[Path]:
 
 
 def _shared_files(folder: Path) -> list[Path]:
-    """Postprocessing and inference notes of a dataset or model folder (JSON and text only)."""
-    crossval = sorted(folder.glob("crossval_results_folds_*/*"))
+    """Postprocessing and inference notes of a dataset or model folder (JSON and text only), with
+    a recommended ensemble's post-processing (``ensembles/<name>/``; predict -m needs it)."""
+    found = [*folder.glob("crossval_results_folds_*/*"), *folder.glob(f"{ENSEMBLES_DIR}/*/*")]
     kept = {"summary.json", "postprocessing.json"}  # not the per-case probability properties
-    notes = [p for p in crossval if p.is_file() and p.name in kept]
+    notes = sorted(p for p in found if p.is_file() and p.name in kept)
     return _existing(folder, SHARED_FILES) + notes
 
 

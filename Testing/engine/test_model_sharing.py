@@ -35,7 +35,16 @@ MODEL_FILES = (
     "crossval_results_folds_0_1/summary.json",
     "crossval_results_folds_0_1/case_0.nii.gz",
 )
-DATASET_FILES = ("inference_information.json", "inference_instructions.txt", "notes.md")
+ENSEMBLE = "ensembles/ensemble___model_a___model_b___0_1"
+DATASET_FILES = (
+    "inference_information.json",
+    "inference_instructions.txt",
+    "notes.md",
+    f"{ENSEMBLE}/postprocessing.json",  # a recommended ensemble's rules: predict -m needs them
+    f"{ENSEMBLE}/summary.json",
+    f"{ENSEMBLE}/case_0.nii.gz",
+    f"{ENSEMBLE}/case_0.npz",
+)
 
 
 def _write(path: Path, seed: int) -> None:
@@ -65,7 +74,7 @@ def _names(zip_path: Path) -> set[str]:
 
 def _expected(configurations: tuple[str, ...], folds: tuple[int, ...]) -> set[str]:
     kept = {"checkpoint_final.pth", "training_settings.json", "network.txt", "progress.png"}
-    names = {f"{DATASET}/inference_information.json", f"{DATASET}/inference_instructions.txt"}
+    names = {f"{DATASET}/{n}" for n in DATASET_FILES if n.endswith((".json", ".txt"))}
     for configuration in configurations:
         model = f"{DATASET}/{MODEL.format(configuration)}"
         names |= {f"{model}/{n}" for n in MODEL_FILES if not n.endswith(".nii.gz")}

@@ -6,9 +6,10 @@ training data, predicted with every chosen fold (sliding window, mirroring TTA, 
 folds) and written with the exact geometry of its input. The output folder also receives
 dataset.json, plans.json and predict_args.json (the resolved options of the run).
 
-Model: -m MODEL_FOLDER names a trained model folder directly and replaces -d/-c/-tr/-p; otherwise
-the folder is <results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>. Folds: by default every
-trained fold_<k> holding the checkpoint; -f 0 1 2 3 4 or -f all (the model trained on all cases).
+Model: -m MODEL_FOLDER names a trained model folder directly and replaces -d/-c/-tr/-p (-m with a
+dataset's results folder runs its recommended inference, see the end); otherwise the folder is
+<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>. Folds: by default every trained
+fold_<k> holding the checkpoint; -f 0 1 2 3 4 or -f all (the model trained on all cases).
 
 Cascade: for 3d_cascade_fullres without -prev_stage_predictions the 3d_lowres model of the same
 trainer and plans first predicts the cases into OUT/.lowres/ (same folds, step, TTA and device; kept
@@ -43,8 +44,10 @@ from autoseg.cli.common import (
     progress_from,
     roots_from,
 )
+from autoseg.cli.predict_recommended import RECOMMENDED_HELP, run_recommended
 from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import InputCase, find_input_cases
+from autoseg.inference.recommended import is_dataset_results_folder
 from autoseg.paths import resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.progress import ProgressCallback
@@ -84,11 +87,12 @@ class PredictJob:
     num_parts: int = 1
     part_id: int = 0
     fast: bool = False
+    case_ids: tuple[str, ...] | None = None  # None: every case of the input folder
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (either -m, or -d and -c)")
-    group.add_argument("-m", dest="model", metavar="MODEL_FOLDER", help="a trained model folder")
+    group.add_argument("-m", dest="model", metavar="MODEL_FOLDER", help="a model or results folder")
     group.add_argument("-d", dest="dataset", help="dataset id or name, e.g. 4")
     group.add_argument("-c", dest="configuration", help="e.g. 3d_fullres, 2d, 3d_cascade_fullres")
     group.add_argument("-p", dest="plans", default=None, help="plans (default AutoSegPlans)")
@@ -135,7 +139,7 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "predict",
         help="predict a folder of images with a trained model (nnUNetv2_predict)",
-        description=__doc__,
+        description=__doc__ + RECOMMENDED_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_prediction_arguments(parser)
@@ -371,6 +375,8 @@ def predict(job: PredictJob, progress: ProgressCallback) -> tuple[int, int]:
     job = replace(job, device=str(resolve_device(job.device)))
     model = open_model(job)
     cases = find_input_cases(job.input_dir, model.dataset.num_channels, model.dataset.file_ending)
+    if job.case_ids is not None:
+        cases = [case for case in cases if case[0] in job.case_ids]
     part = cases[job.part_id :: job.num_parts]
     todo = _pending(part, job.output_dir, model, job)
     if job.previous_stage is not None:
@@ -381,6 +387,8 @@ def predict(job: PredictJob, progress: ProgressCallback) -> tuple[int, int]:
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     job = job_from(args, env)
+    if is_dataset_results_folder(job.model_dir):  # a dataset's recommended inference
+        return run_recommended(job, progress_from(args))
     started = time.perf_counter()
     predicted, skipped = predict(job, progress_from(args))
     seconds = time.perf_counter() - started

@@ -1,0 +1,360 @@
+"""The recommended inference of a dataset: what ``autoseg find_best_configuration`` chose, in one run.
+
+find_best_configuration writes ``inference_information.json`` into the dataset's results folder:
+the best single model or ensemble of two, the cross-validation folds and the post-processing file,
+with paths relative to that folder so the file stays true after export and import. Reading it here
+(instead of replaying inference_instructions.txt) lets one process, such as the Slicer Predict
+module's child process, apply the whole choice: predict each chosen model into a hidden folder of
+the output folder (with probabilities when two are ensembled), average them, post-process into the
+output folder and remove the hidden folders. They stay when a run fails, so
+``continue_prediction`` resumes it instead of predicting every model again.
+
+Each model is predicted by a caller-supplied :class:`PredictModel` (the command line's predict):
+predicting a folder (cascade stages, device, run files) is command-line orchestration that the
+engine does not import. Ensembling and post-processing reuse their engine functions. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from autoseg.atomic import write_json_atomic
+from autoseg.dataset import DatasetSpec, load_dataset_json
+from autoseg.errors import AutoSegError
+from autoseg.inference.case_files import find_input_cases
+from autoseg.inference.ensemble import EnsembleTarget, ensemble_folders
+from autoseg.plans import Plans
+from autoseg.postprocessing import Postprocessing, apply_postprocessing_folder
+from autoseg.progress import ProgressCallback, no_progress
+
+__all__ = [
+    "ENSEMBLE_STAGE",
+    "INFORMATION_FILE",
+    "MODELS_DIR",
+    "POSTPROCESS_STAGE",
+    "ModelStep",
+    "PredictModel",
+    "Recommendation",
+    "RecommendedRun",
+    "is_dataset_results_folder",
+    "predict_recommended",
+    "read_recommendation",
+]
+
+# The name autoseg.selection_report writes (not imported: it pulls in training code; a test keeps
+# both equal).
+INFORMATION_FILE = "inference_information.json"
+MODELS_DIR = ".models"  # hidden: input scans and later steps skip it
+ENSEMBLE_DIR = "ensemble"
+ENSEMBLE_STAGE = "ensemble"
+POSTPROCESS_STAGE = "postprocess"
+DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+_RUN_FILES = ("dataset.json", "plans.json")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The chosen model(s), their cross-validation folds and post-processing (None: no rules)."""
+
+    name: str
+    model_dirs: tuple[Path, ...]  # one model, or two to ensemble
+    folds: tuple[str, ...]
+    postprocessing_file: Path | None
+    results_dir: Path
+
+    @property
+    def configurations(self) -> tuple[str, ...]:
+        """From the model folder names ``<trainer>__<plans>__<configuration>``."""
+        return tuple(folder.name.split("__")[-1] for folder in self.model_dirs)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.model_dirs) > 1
+
+    @property
+    def information_file(self) -> Path:
+        return self.results_dir / INFORMATION_FILE
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly summary (for predict_args.json)."""
+        pp = self.postprocessing_file
+        return {
+            "name": self.name,
+            "model_folders": [str(folder) for folder in self.model_dirs],
+            "folds": list(self.folds),
+            "postprocessing_file": None if pp is None else str(pp),
+            "information_file": str(self.information_file),
+        }
+
+
+def is_dataset_results_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset's results folder (it holds inference_information.json or
+    model folders) rather than one model folder, which holds plans.json."""
+    folder = Path(folder)
+    if (folder / INFORMATION_FILE).is_file():
+        return True
+    if not folder.is_dir() or (folder / "plans.json").is_file():
+        return False
+    return any(child.is_dir() and len(child.name.split("__")) == 3 for child in folder.iterdir())
+
+
+def _dataset_name(folder: Path) -> str:
+    return folder.resolve().name
+
+
+def _invalid(file: Path, problem: str) -> AutoSegError:
+    return AutoSegError(
+        f"{file}: {problem}. Fix: run autoseg find_best_configuration "
+        f"{_dataset_name(file.parent)} again to rewrite it."
+    )
+
+
+def _load(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        folder = file.parent
+        raise AutoSegError(
+            f"{file}: not found, so no configuration was chosen for {_dataset_name(folder)}. "
+            f"Fix: run autoseg find_best_configuration {_dataset_name(folder)} first, or pass "
+            f"one model folder ({folder}/<trainer>__<plans>__<configuration>)."
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _invalid(file, f"cannot be read as JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("best_model_or_ensemble"), dict):
+        raise _invalid(file, "has no 'best_model_or_ensemble' object")
+    return data
+
+
+def _folds(data: dict[str, Any], file: Path) -> tuple[str, ...]:
+    folds = data.get("folds")
+    valid = isinstance(folds, list) and bool(folds)
+    if not valid or not all(isinstance(f, int) and not isinstance(f, bool) for f in folds):
+        raise _invalid(file, f"'folds' is {folds!r}, not a list of fold numbers")
+    return tuple(str(f) for f in dict.fromkeys(folds))
+
+
+def _inside(folder: Path, file: Path, text: Any, what: str) -> Path:
+    """``folder / text`` for a relative path that stays inside ``folder`` (the file may come from
+    a shared zip, so it must not point anywhere else)."""
+    if not isinstance(text, str) or not text or "\\" in text or ":" in text:  # ":" a drive
+        raise _invalid(file, f"the {what} {text!r} is not a relative path inside {folder}")
+    relative = PurePosixPath(text)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise _invalid(file, f"the {what} {text!r} is not a relative path inside {folder}")
+    return folder / relative
+
+
+def _model_dirs(best: dict[str, Any], folder: Path, file: Path) -> tuple[Path, ...]:
+    models = best.get("selected_models")
+    if not isinstance(models, list) or not 1 <= len(models) <= 2:
+        raise _invalid(file, "'selected_models' must list one model or two to ensemble")
+    texts = [model.get("folder") if isinstance(model, dict) else None for model in models]
+    dirs = tuple(_inside(folder, file, text, "model folder") for text in texts)
+    if len({d.name.split("__")[-1] for d in dirs}) != len(dirs):
+        raise _invalid(file, f"'selected_models' names one configuration twice ({texts})")
+    for model in dirs:
+        if not model.is_dir():
+            raise AutoSegError(
+                f"the model folder {model} named in {file} is missing. Fix: train it, import the "
+                f"model zip that holds it, or run autoseg find_best_configuration "
+                f"{_dataset_name(folder)} again with the models that exist."
+            )
+    return dirs
+
+
+def _postprocessing_file(best: dict[str, Any], folder: Path, file: Path) -> Path | None:
+    text = best.get("postprocessing_file")
+    if text is None:
+        return None
+    path = _inside(folder, file, text, "post-processing file")
+    if not path.is_file():
+        raise AutoSegError(
+            f"the post-processing file {path} named in {file} is missing. Fix: run autoseg "
+            f"find_best_configuration {_dataset_name(folder)} again, or export the model again "
+            "with this AutoSeg version (it includes that file)."
+        )
+    return path
+
+
+def read_recommendation(results_dataset_dir: Path) -> Recommendation:
+    """Read and check ``<results_dataset_dir>/inference_information.json``; every named folder and
+    file must exist (one-line AutoSegError otherwise)."""
+    folder = Path(results_dataset_dir)
+    file = folder / INFORMATION_FILE
+    data = _load(file)
+    best = data["best_model_or_ensemble"]
+    name = best.get("name")
+    if not isinstance(name, str) or not name:
+        raise _invalid(file, "the best model or ensemble has no 'name'")
+    folds = _folds(data, file)
+    models = _model_dirs(best, folder, file)
+    return Recommendation(name, models, folds, _postprocessing_file(best, folder, file), folder)
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """Predict the cases ``case_ids`` of the input folder with one model into ``output_dir``.
+
+    ``stage`` names the step for progress (e.g. ``predict 3d_fullres``). Cases already complete in
+    ``output_dir`` must be kept, not predicted again: the folder is new unless a run is resumed.
+    """
+
+    model_dir: Path
+    output_dir: Path
+    folds: tuple[str, ...]
+    save_probabilities: bool
+    case_ids: tuple[str, ...]
+    stage: str
+
+
+class PredictModel(Protocol):
+    """Runs one :class:`ModelStep` (the command line passes its predict)."""
+
+    def __call__(self, step: ModelStep, progress: ProgressCallback) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecommendedRun:
+    """Where to predict and the options that are not the prediction function's own.
+
+    ``folds`` None uses the recommendation's folds; ``continue_prediction`` keeps the cases whose
+    output exists and resumes from the hidden model folders a failed run left behind.
+    """
+
+    input_dir: Path
+    output_dir: Path
+    folds: tuple[str, ...] | None = None
+    checkpoint: str = DEFAULT_CHECKPOINT
+    continue_prediction: bool = False
+    num_processes: int = 1
+
+
+def _check_models(recommendation: Recommendation, folds: tuple[str, ...], checkpoint: str) -> None:
+    """Every file each model needs, before anything is predicted (an ensemble would otherwise
+    fail only after its first model ran)."""
+    for model in recommendation.model_dirs:
+        needed = [model / name for name in _RUN_FILES]
+        needed += [model / f"fold_{fold}" / checkpoint for fold in folds]
+        missing = next((path for path in needed if not path.is_file()), None)
+        if missing is not None:
+            raise AutoSegError(
+                f"{missing} is missing; the recommendation in {recommendation.information_file} "
+                f"uses {model.name} with folds {' '.join(folds)}. Fix: train or import those "
+                "folds, or choose folds that exist (-f)."
+            )
+
+
+def _check_folders(run: RecommendedRun) -> None:
+    if Path(run.output_dir).resolve() == Path(run.input_dir).resolve():
+        raise AutoSegError(
+            f"{run.output_dir}: the output folder is the input folder, so predictions would be "
+            "mixed with the images. Fix: choose another output folder."
+        )
+
+
+def _write_run_files(model_dir: Path, output_dir: Path) -> None:
+    """dataset.json and plans.json of the (first) model, as a single-model prediction writes."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in _RUN_FILES:
+        data = json.loads((model_dir / name).read_text(encoding="utf-8"))
+        write_json_atomic(output_dir / name, data)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What the steps of one run share."""
+
+    recommendation: Recommendation
+    dataset: DatasetSpec
+    folds: tuple[str, ...]
+    case_ids: tuple[str, ...]
+    folder: Path  # OUTPUT/.models
+    num_processes: int
+
+
+def _ensemble(work: _Work, folders: list[Path], progress: ProgressCallback) -> Path:
+    plans = Plans.load(work.recommendation.model_dirs[0] / "plans.json")
+    target = EnsembleTarget(
+        output_dir=work.folder / ENSEMBLE_DIR,
+        labels=work.dataset.labels,
+        file_ending=work.dataset.file_ending,
+        reader_writer=plans.image_reader_writer,
+    )
+    total = len(work.case_ids)
+    progress(ENSEMBLE_STAGE, 0, total)
+    ensemble_folders(folders, target, work.num_processes)
+    progress(ENSEMBLE_STAGE, total, total)
+    return target.output_dir
+
+
+def _predict_models(work: _Work, predict_model: PredictModel, progress: ProgressCallback) -> Path:
+    """Predict with every chosen model; returns the folder of the labels to post-process."""
+    recommendation = work.recommendation
+    folders = []
+    for model, configuration in zip(
+        recommendation.model_dirs, recommendation.configurations, strict=True
+    ):
+        step = ModelStep(
+            model_dir=model,
+            output_dir=work.folder / configuration,
+            folds=work.folds,
+            save_probabilities=recommendation.is_ensemble,
+            case_ids=work.case_ids,
+            stage=f"predict {configuration}",
+        )
+        predict_model(step, progress)
+        folders.append(step.output_dir)
+    return _ensemble(work, folders, progress) if recommendation.is_ensemble else folders[0]
+
+
+def _pending(cases: list[str], run: RecommendedRun, file_ending: str) -> tuple[str, ...]:
+    """All cases, or with ``continue_prediction`` those without their output file."""
+    if not run.continue_prediction:
+        return tuple(cases)
+    return tuple(c for c in cases if not (run.output_dir / f"{c}{file_ending}").is_file())
+
+
+def predict_recommended(
+    recommendation: Recommendation,
+    run: RecommendedRun,
+    predict_model: PredictModel,
+    progress: ProgressCallback = no_progress,
+) -> tuple[int, int]:
+    """Predict ``run.input_dir`` into ``run.output_dir`` as recommended: each model, their ensemble
+    (two models), then the post-processing; final labels are ``CASE<ending>`` in the output folder.
+
+    Returns (cases predicted, cases skipped because their output existed).
+    """
+    run = replace(run, input_dir=Path(run.input_dir), output_dir=Path(run.output_dir))
+    _check_folders(run)
+    folds = run.folds or recommendation.folds
+    _check_models(recommendation, folds, run.checkpoint)
+    pp_file = recommendation.postprocessing_file
+    postprocessing = Postprocessing() if pp_file is None else Postprocessing.load(pp_file)
+    dataset = load_dataset_json(recommendation.model_dirs[0] / "dataset.json")
+    cases = find_input_cases(run.input_dir, dataset.num_channels, dataset.file_ending)
+    folder = run.output_dir / MODELS_DIR
+    if not run.continue_prediction and folder.exists():
+        shutil.rmtree(folder)  # another run's leftovers must not be ensembled into this one
+    todo = _pending([case_id for case_id, _ in cases], run, dataset.file_ending)
+    _write_run_files(recommendation.model_dirs[0], run.output_dir)
+    if todo:
+        work = _Work(recommendation, dataset, folds, todo, folder, run.num_processes)
+        labels_dir = _predict_models(work, predict_model, progress)
+        progress(POSTPROCESS_STAGE, 0, len(todo))
+        apply_postprocessing_folder(
+            labels_dir,
+            run.output_dir,
+            postprocessing,
+            dataset.file_ending,
+            num_processes=run.num_processes,
+        )
+        progress(POSTPROCESS_STAGE, len(todo), len(todo))
+    if folder.exists():
+        shutil.rmtree(folder)
+    return len(todo), len(cases) - len(todo)
