@@ -58,16 +58,22 @@ def _fold_name(fold: int | str) -> str:
 
 
 def _detect_folds(path: Path, checkpoint: str) -> tuple[str, ...]:
-    """Every ``fold_<k>`` (numbered, not ``fold_all``) that holds the checkpoint, in order."""
+    """Every ``fold_<k>`` that holds the checkpoint, in order; ``fold_all`` only when alone.
+
+    Cross-validation folds win because their average is the method's ensemble; a model trained
+    only on fold ``all`` (a common final model, e.g. from the Slicer module) is used as it is.
+    """
     found = [
         child.name.removeprefix(FOLD_PREFIX)
         for child in path.glob(f"{FOLD_PREFIX}*")
         if (child / checkpoint).is_file() and child.name.removeprefix(FOLD_PREFIX).isdigit()
     ]
+    if not found and (path / f"{FOLD_PREFIX}{ALL_FOLD}" / checkpoint).is_file():
+        return (ALL_FOLD,)
     if not found:
         raise AutoSegError(
             f"{path}: no fold_<k> folder holds {checkpoint}. Fix: finish training at least one "
-            "fold, choose another checkpoint (e.g. checkpoint_best.pth), or ask for fold 'all'."
+            "fold or choose another checkpoint (e.g. checkpoint_best.pth)."
         )
     return tuple(sorted(found, key=int))
 

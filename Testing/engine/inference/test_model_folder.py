@@ -83,6 +83,12 @@ def test_open_detects_numbered_folds_with_the_checkpoint(folder: Path) -> None:
     assert ModelFolder.open(folder, folds=[1, "0", 1]).folds == ("1", "0")
 
 
+def test_a_model_trained_only_on_fold_all_uses_it(folder: Path) -> None:
+    (folder / "fold_0").rename(folder / "fold_all")
+    shutil.rmtree(folder / "fold_1")
+    assert ModelFolder.open(folder).folds == ("all",)
+
+
 def test_open_finds_another_checkpoint(folder: Path) -> None:
     (folder / "fold_1" / FINAL).rename(folder / "fold_1" / BEST)
     assert ModelFolder.open(folder).folds == ("0",)
