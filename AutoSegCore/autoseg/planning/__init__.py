@@ -1,15 +1,28 @@
-"""Fingerprint extraction and experiment planning (no torch: networks are sized analytically)."""
+"""Fingerprint extraction and experiment planning (no torch: networks are sized analytically).
 
-from autoseg.planning.fingerprint import DatasetFingerprint, extract_fingerprint
-from autoseg.planning.planner import PlannerOptions, PlanningTask, plan_experiment
-from autoseg.planning.presets import PRESETS, get_preset
+The names are loaded on first use (PEP 562), so that reading a constant such as
+``autoseg.planning.presets.DEFAULT_PLANS_NAME`` in Slicer's process does not import scipy.
+"""
 
-__all__ = [
-    "PRESETS",
-    "DatasetFingerprint",
-    "PlannerOptions",
-    "PlanningTask",
-    "extract_fingerprint",
-    "get_preset",
-    "plan_experiment",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetFingerprint": "autoseg.planning.fingerprint",
+    "extract_fingerprint": "autoseg.planning.fingerprint",
+    "PlannerOptions": "autoseg.planning.planner",
+    "PlanningTask": "autoseg.planning.planner",
+    "plan_experiment": "autoseg.planning.planner",
+    "PRESETS": "autoseg.planning.presets",
+    "get_preset": "autoseg.planning.presets",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

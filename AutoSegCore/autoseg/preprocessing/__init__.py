@@ -1,12 +1,27 @@
 """Preprocessing: turn raw training cases into cropped, normalized, resampled arrays on disk.
 
 ``preprocess_case`` handles one case in memory (training and inference share it);
-``preprocess_dataset`` runs it over a raw dataset for the planned configurations.
+``preprocess_dataset`` runs it over a raw dataset for the planned configurations. The names are
+loaded on first use (PEP 562), so that ``autoseg.preprocessing.storage`` can be read from
+Slicer's process without importing scipy.
 """
 
 from __future__ import annotations
 
-from autoseg.preprocessing.case import CaseRecipe, PreprocessedCase, preprocess_case
-from autoseg.preprocessing.runner import preprocess_dataset
+import importlib
+from typing import Any
 
-__all__ = ["CaseRecipe", "PreprocessedCase", "preprocess_case", "preprocess_dataset"]
+_EXPORTS = {
+    "CaseRecipe": "autoseg.preprocessing.case",
+    "PreprocessedCase": "autoseg.preprocessing.case",
+    "preprocess_case": "autoseg.preprocessing.case",
+    "preprocess_dataset": "autoseg.preprocessing.runner",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

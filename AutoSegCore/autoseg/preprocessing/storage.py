@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autoseg.atomic import atomic_path, write_json_atomic
 from autoseg.errors import AutoSegError
-from autoseg.preprocessing.case import PreprocessedCase
+
+if TYPE_CHECKING:  # only a type here: reading stored cases must not import scipy (Slicer's side)
+    from autoseg.preprocessing.case import PreprocessedCase
 
 DATA_SUFFIX = ".npy"
 SEG_SUFFIX = "_seg.npy"
