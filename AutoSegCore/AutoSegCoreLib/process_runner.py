@@ -14,6 +14,7 @@ plain pytest. It is not part of the engine package, so it may read ``os.environ`
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -52,6 +53,20 @@ def engine_command(python_executable: str | os.PathLike[str], args: Sequence[str
     return [os.fspath(python_executable), "-m", "autoseg", *(str(a) for a in args)]
 
 
+def default_python(executable: str | None = None) -> str:
+    """PythonSlicer next to ``executable`` (default ``sys.executable``) if present, else it.
+
+    In Slicer the engine must run in Slicer's Python with Slicer's environment, which the
+    PythonSlicer launcher sets up; in plain Python (tests) the interpreter itself is used.
+    """
+    executable = executable or sys.executable
+    folder = Path(executable).parent
+    for name in ("PythonSlicer.exe", "PythonSlicer") if os.name == "nt" else ("PythonSlicer",):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return executable
+
+
 def engine_environment(
     overrides: Mapping[str, str | None] | None = None,
     *,
@@ -60,7 +75,8 @@ def engine_environment(
     """A copy of ``base`` (default ``os.environ``) with ``overrides`` applied (``None`` removes).
 
     Output is forced unbuffered and UTF-8 so progress lines arrive as they are printed and
-    non-ASCII paths survive non-UTF-8 Windows locales (a known failure of other extensions).
+    non-ASCII paths survive non-UTF-8 Windows locales (a known failure of other extensions);
+    the folder of the bundled engine is put first on PYTHONPATH (see ``engine_search_path``).
     """
     env = dict(os.environ if base is None else base)
     for key, value in (overrides or {}).items():
@@ -70,7 +86,25 @@ def engine_environment(
             env[key] = str(value)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
+    engine_folder = engine_search_path()
+    if engine_folder is not None:
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if engine_folder not in paths:
+            env["PYTHONPATH"] = os.pathsep.join([engine_folder, *paths])
     return env
+
+
+def engine_search_path() -> str | None:
+    """The folder that holds the ``autoseg`` package this process would import, if any.
+
+    Slicer adds an extension's scripted-module folder to its own ``sys.path`` at start-up, but a
+    child ``PythonSlicer`` only gets the launcher's paths; without this folder on PYTHONPATH,
+    ``PythonSlicer -m autoseg`` would not find the bundled engine. Found without importing it.
+    """
+    spec = importlib.util.find_spec("autoseg")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))).parent)
 
 
 def parse_stdout_line(line: str) -> ProcessEvent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -16,8 +17,10 @@ import autoseg
 from AutoSegCoreLib.process_runner import (
     EngineProcess,
     ProcessEvent,
+    default_python,
     engine_command,
     engine_environment,
+    engine_search_path,
     follow_jsonl,
     parse_stdout_line,
 )
@@ -205,3 +208,29 @@ def test_follow_jsonl_restarts_when_file_was_rewritten(tmp_path: Path) -> None:
     events, new_offset = follow_jsonl(path, offset)
     assert events == [{"event": "end"}]
     assert new_offset == path.stat().st_size
+
+
+def test_default_python_prefers_python_slicer(tmp_path: Path) -> None:
+    python = tmp_path / "python-real"
+    python.write_text("", encoding="utf-8")
+    assert default_python(str(python)) == str(python)
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    (tmp_path / name).write_text("", encoding="utf-8")
+    assert default_python(str(python)) == str(tmp_path / name)
+
+
+def test_the_child_finds_the_engine_this_process_would_import(tmp_path: Path) -> None:
+    env = engine_environment(base={"PATH": os.environ.get("PATH", "")})
+    folder = engine_search_path()
+    assert folder is not None
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == folder
+    script = "import autoseg, pathlib; print(pathlib.Path(autoseg.__file__).parent.parent)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(result.stdout.strip()) == Path(folder)
