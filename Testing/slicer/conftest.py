@@ -51,6 +51,7 @@ def scene(vtk_errors: vtk.vtkStringOutputWindow) -> Iterator[slicer.vtkMRMLScene
     colors.AddDefaultColorNodes()
     app.SetSliceLogics(vtk.vtkCollection())
     app.SetViewLogics(vtk.vtkCollection())
+    app.SetModuleLogic("Colors", colors)
     logics = {"Colors": colors}
     for name, logic in (
         ("Volumes", slicer.vtkSlicerVolumesLogic()),
