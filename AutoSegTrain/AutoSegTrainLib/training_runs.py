@@ -1,0 +1,345 @@
+"""Run a training plan's engine steps as child processes and report live per-fold progress.
+
+Why non-blocking: the Train module calls ``TrainingRun.tick()`` from a QTimer on Slicer's main
+thread, so a tick only starts processes whose dependencies are done, drains their event queues
+and reads the new lines of each running fold's ``events.jsonl``; it never waits. Cancelling
+sends SIGTERM to each process group from a helper thread (training then writes
+``checkpoint_latest.pth``, which takes a while) and SIGKILL after the timeout, so no data-loader
+worker survives. Qt-free and torch-free: plain pytest runs it with real child processes.
+
+``TrainingRequest``, ``EngineStep`` and ``plan_steps`` (what to run) live in ``training_plan``
+and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from autoseg.training.run_log import EVENTS_FILE
+from AutoSegCoreLib.process_runner import (
+    EngineProcess,
+    engine_command,
+    engine_environment,
+    follow_jsonl,
+)
+from AutoSegTrainLib.fold_status import (
+    PROGRESS_PNG,
+    FoldProgress,
+    fold_progress,
+    read_fold_progress,
+)
+from AutoSegTrainLib.training_plan import (
+    EngineStep,
+    FoldKey,
+    TrainingRequest,
+    plan_steps,
+    preprocessing_done,
+    step_keys,
+)
+
+__all__ = [
+    "EngineStep",
+    "PlanProgress",
+    "RunSnapshot",
+    "StepSnapshot",
+    "TrainingRequest",
+    "TrainingRun",
+    "plan_steps",
+    "preprocessing_done",
+]
+
+StepState = Literal["waiting", "running", "done", "failed", "cancelled"]
+CommandBuilder = Callable[[str, Sequence[str]], list[str]]
+# Lines kept per step: enough for a traceback's end and the engine's one-line error.
+TAIL_LINES = 20
+# How long a training gets after SIGTERM to write checkpoint_latest.pth before SIGKILL.
+CANCEL_TIMEOUT_S = 30.0
+_ENDED = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class PlanProgress:
+    """The latest ``--progress json`` event of planning: ``done`` of ``total`` in ``stage``."""
+
+    stage: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        """0..1 for a progress bar."""
+        return min(self.done / self.total, 1.0) if self.total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StepSnapshot:
+    """One step as the module shows it.
+
+    Train steps carry ``fold_progress`` (from events.jsonl; before the engine's first event it
+    holds what the fold folder said at the start, phase ``"starting"``); the planning step
+    carries ``plan_progress``. ``gpu`` is the CUDA device the step runs on, if any.
+    """
+
+    key: str
+    label: str
+    state: StepState
+    fold: FoldKey | None = None
+    gpu: int | None = None
+    fold_progress: FoldProgress | None = None
+    plan_progress: PlanProgress | None = None
+    last_line: str | None = None
+    returncode: int | None = None
+
+    def text(self) -> str:
+        """``label: state/progress`` in one line."""
+        detail: str = self.state
+        if self.state == "running" and self.fold_progress is not None:
+            detail = self.fold_progress.text()
+        elif self.state == "running" and self.plan_progress is not None:
+            plan = self.plan_progress
+            detail = f"{plan.stage} {plan.done}/{plan.total}"
+        gpu = f" (GPU {self.gpu})" if self.gpu is not None else ""
+        return f"{self.label}{gpu}: {detail}"
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Every step's state after a tick, and one line for the module's status label."""
+
+    steps: tuple[StepSnapshot, ...]
+    status: str
+    finished: bool
+    failed_message: str | None = None
+
+    def step(self, key: str) -> StepSnapshot:
+        """The step with this key (KeyError when there is none)."""
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    @property
+    def running(self) -> tuple[StepSnapshot, ...]:
+        """The steps running now."""
+        return tuple(s for s in self.steps if s.state == "running")
+
+
+@dataclass
+class _Slot:
+    """The mutable run-time state of one step (only the main thread changes it)."""
+
+    step: EngineStep
+    state: StepState = "waiting"
+    process: EngineProcess | None = None
+    gpu: int | None = None
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    offset: int = 0
+    progress: FoldProgress | None = None
+    plan_progress: PlanProgress | None = None
+    returncode: int | None = None
+    stop_requested: bool = False
+
+    def snapshot(self) -> StepSnapshot:
+        return StepSnapshot(
+            key=self.step.key,
+            label=self.step.label,
+            state=self.state,
+            fold=self.step.fold,
+            gpu=self.gpu,
+            fold_progress=self.progress,
+            plan_progress=self.plan_progress,
+            last_line=self.output[-1] if self.output else None,
+            returncode=self.returncode,
+        )
+
+
+class TrainingRun:
+    """Runs ``steps`` (from ``plan_steps``) in order of their dependencies.
+
+    ``gpus``: with two or more ids, up to one step per GPU runs at a time and each train step
+    gets ``CUDA_VISIBLE_DEVICES=<id>``; with one id, steps run one after another on it; empty,
+    one after another with the environment as given. ``env`` is the children's base environment
+    (default ``os.environ``). ``command_builder(python, args)`` makes the command line (default
+    ``python -m autoseg *args``; tests pass a small script instead). A failed step stops the run:
+    nothing new starts, the other running steps are cancelled and ``failed_message`` keeps the
+    step's last stderr lines.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[EngineStep],
+        *,
+        python: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        gpus: tuple[int, ...] = (),
+        command_builder: CommandBuilder = engine_command,
+    ) -> None:
+        step_keys(steps)  # unique keys, dependencies on earlier steps only
+        self._slots = [_Slot(step) for step in steps]
+        self._python = os.fspath(python)
+        self._env = dict(env) if env is not None else None
+        self._free_gpus = list(gpus)
+        self._capacity = len(gpus) if len(gpus) >= 2 else 1
+        self._build = command_builder
+        self._stopping = False
+        self._cancelled = False
+        self._failed_message: str | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """True when no step runs or waits any more (all done, or the run stopped)."""
+        return all(slot.state in _ENDED for slot in self._slots)
+
+    @property
+    def failed_message(self) -> str | None:
+        """Which step failed, its exit code and its last stderr lines; None without a failure."""
+        return self._failed_message
+
+    @property
+    def cancelled(self) -> bool:
+        """True after ``cancel()``."""
+        return self._cancelled
+
+    def tick(self) -> RunSnapshot:
+        """Drain the running steps, start the ready ones, and return the state; never blocks."""
+        for slot in self._slots:
+            if slot.state == "running":
+                self._drain(slot)
+        if self._stopping:
+            self._cancel_waiting()
+        else:
+            self._start_ready()
+        return self.snapshot()
+
+    def cancel(self, timeout: float = CANCEL_TIMEOUT_S, *, block: bool = False) -> None:
+        """Stop the run: waiting steps are cancelled and running ones get SIGTERM, then SIGKILL
+        after ``timeout`` s (from helper threads, so the call returns at once). Later ticks
+        report them ``"cancelled"`` when they have exited; ``block=True`` ticks until then
+        (scripts, tests, module clean-up)."""
+        self._cancelled = True
+        self._stop_all(timeout)
+        self._cancel_waiting()
+        if block:
+            deadline = time.monotonic() + timeout + 10.0  # SIGKILL, then the readers' grace
+            while not self.is_finished and time.monotonic() < deadline:
+                self.tick()
+                time.sleep(0.05)
+
+    def snapshot(self) -> RunSnapshot:
+        """The state as of the last tick (no processes are touched)."""
+        steps = tuple(slot.snapshot() for slot in self._slots)
+        finished = self.is_finished
+        return RunSnapshot(steps, self._status(steps, finished), finished, self._failed_message)
+
+    def _status(self, steps: tuple[StepSnapshot, ...], finished: bool) -> str:
+        done = sum(step.state == "done" for step in steps)
+        if finished and self._failed_message is not None:
+            return f"Failed: {self._failed_message.splitlines()[0]}"
+        if finished and self._cancelled:
+            return f"Cancelled ({done} of {len(steps)} steps done)"
+        if finished:
+            return f"Finished: {done} steps done" if steps else "Nothing to do: all done"
+        if self._stopping:
+            return "Stopping: waiting for the running steps to save and exit"
+        running = [step.text() for step in steps if step.state == "running"]
+        return f"Step {done + 1} of {len(steps)}: " + "; ".join(running or ["starting"])
+
+    def _start_ready(self) -> None:
+        done = {slot.step.key for slot in self._slots if slot.state == "done"}
+        for slot in self._slots:
+            if sum(s.state == "running" for s in self._slots) >= self._capacity:
+                return
+            if slot.state == "waiting" and all(key in done for key in slot.step.depends_on):
+                self._start(slot)
+                if self._stopping:  # it could not start
+                    return
+
+    def _start(self, slot: _Slot) -> None:
+        if slot.step.fold is not None and self._free_gpus:
+            slot.gpu = self._free_gpus.pop(0)
+        overrides = {} if slot.gpu is None else {"CUDA_VISIBLE_DEVICES": str(slot.gpu)}
+        if slot.step.fold_dir is not None:
+            progress, slot.offset = read_fold_progress(slot.step.fold_dir)
+            slot.progress = replace(progress, phase="starting", message=None)
+        command = self._build(self._python, list(slot.step.args))
+        try:
+            slot.process = EngineProcess(command, env=engine_environment(overrides, base=self._env))
+        except OSError as error:
+            slot.stderr.append(f"cannot start {command[0]}: {error}")
+            self._finish(slot, None)
+            return
+        slot.state = "running"
+
+    def _drain(self, slot: _Slot) -> None:
+        assert slot.process is not None
+        exited = False
+        for event in slot.process.poll_events():
+            if event.kind == "json":
+                self._on_json(slot, event.payload)
+            elif event.kind == "text":
+                slot.output.append(event.payload)
+            elif event.kind == "stderr":
+                slot.stderr.append(event.payload)
+            else:  # "exit", always the last event
+                exited, slot.returncode = True, event.payload
+        self._follow(slot)  # after the exit too: the last events.jsonl lines are in by then
+        if exited:
+            self._finish(slot, slot.returncode)
+
+    @staticmethod
+    def _on_json(slot: _Slot, payload: dict[str, Any]) -> None:
+        if payload.get("event") == "progress":
+            try:
+                done, total = int(payload["done"]), int(payload["total"])
+            except (KeyError, TypeError, ValueError):
+                return
+            slot.plan_progress = PlanProgress(str(payload.get("stage", "")), done, total)
+
+    @staticmethod
+    def _follow(slot: _Slot) -> None:
+        folder = slot.step.fold_dir
+        if folder is None or slot.progress is None:
+            return
+        events, slot.offset = follow_jsonl(folder / EVENTS_FILE, slot.offset)
+        if events:
+            progress = fold_progress(events, slot.progress)
+            png = folder / PROGRESS_PNG
+            slot.progress = replace(progress, progress_png=png if png.is_file() else None)
+
+    def _finish(self, slot: _Slot, code: int | None) -> None:
+        if slot.gpu is not None:
+            self._free_gpus.append(slot.gpu)
+            self._free_gpus.sort()
+        if code == 0:
+            slot.state = "done"
+            if slot.progress is not None and slot.progress.phase != "finished":
+                # e.g. a --val step: validation writes no events, yet the fold is finished now
+                slot.progress = replace(slot.progress, phase="finished")
+        elif slot.stop_requested:
+            slot.state = "cancelled"
+        else:
+            slot.state = "failed"
+            if self._failed_message is None:
+                tail = "\n".join(slot.stderr) or "(no error output)"
+                how = "could not start" if code is None else f"failed (exit code {code})"
+                self._failed_message = f"{slot.step.label} {how}:\n{tail}"
+            self._stop_all(CANCEL_TIMEOUT_S)
+
+    def _stop_all(self, timeout: float) -> None:
+        self._stopping = True
+        for slot in self._slots:
+            if slot.state == "running" and not slot.stop_requested and slot.process is not None:
+                slot.stop_requested = True
+                threading.Thread(target=slot.process.cancel, args=(timeout,), daemon=True).start()
+
+    def _cancel_waiting(self) -> None:
+        for slot in self._slots:
+            if slot.state == "waiting":
+                slot.state = "cancelled"
