@@ -6,7 +6,10 @@ left) is decided and tested without Qt; the widget only copies the strings into 
 
 from __future__ import annotations
 
-from AutoSegTrainLib.fold_status import FoldProgress, FoldStatus, format_duration
+from pathlib import Path
+
+from AutoSegTrainLib.fold_status import FoldProgress, FoldStatus, fold_status, format_duration
+from AutoSegTrainLib.training_plan import TrainingRequest
 from AutoSegTrainLib.training_runs import StepSnapshot
 
 COLUMNS = ("Step", "State", "Epoch", "Train loss", "Val loss", "Pseudo Dice", "EMA", "Time left")
@@ -48,3 +51,14 @@ def step_row(step: StepSnapshot) -> tuple[str, ...]:
 def status_row(label: str, status: FoldStatus) -> tuple[str, ...]:
     """A row for a fold read from its folder (no run going: after a restart, or when done)."""
     return (label, status.state, *_fold_cells(status.progress))
+
+
+def fold_status_rows(results_root: Path, request: TrainingRequest) -> list[tuple[str, ...]]:
+    """One row per requested fold from what its folder says (no run going, e.g. after a
+    restart: the user sees which folds are done and which will resume)."""
+    rows = []
+    for configuration in request.configurations:
+        for fold in request.folds:
+            status = fold_status(results_root, request.dataset, configuration, fold)
+            rows.append(status_row(f"{configuration} fold {fold}", status))
+    return rows

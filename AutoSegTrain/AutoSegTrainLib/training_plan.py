@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autoseg.dataset import DATASET_JSON
 from autoseg.errors import AutoSegError
@@ -285,3 +286,32 @@ def verify_step(dataset: str, raw_root: Path) -> EngineStep:
     """
     args = ("verify", "-d", dataset, "--raw", os.fspath(raw_root), "--progress", "json")
     return EngineStep(key="verify", label="Verify the dataset", args=args)
+
+
+def request_from_choices(dataset: str, choices: Any, device: str) -> TrainingRequest:
+    """The request behind the Train module's controls.
+
+    ``choices`` has the module parameter node's fields (use2d, use3dFullres, use3dLowres,
+    useCascade, folds and gpus as typed text, epochs, iterationsPerEpoch, runFindBest). The
+    cascade brings its 3d_lowres stage along, as it cannot train without it. Raises AutoSegError
+    for text that names no fold or GPU.
+    """
+    flags = (
+        ("2d", choices.use2d),
+        ("3d_fullres", choices.use3dFullres),
+        (LOWRES, choices.use3dLowres or choices.useCascade),
+        (CASCADE, choices.useCascade),
+    )
+    gpus_text = choices.gpus.replace(",", " ").split()
+    if not all(g.isdigit() for g in gpus_text):
+        raise AutoSegError(f"GPUs {choices.gpus!r}: give GPU numbers, e.g. 0 1, or leave empty.")
+    return TrainingRequest(
+        dataset=dataset,
+        configurations=tuple(name for name, chosen in flags if chosen),
+        folds=tuple(choices.folds.replace(",", " ").split()),
+        device=device,
+        gpus=tuple(int(g) for g in gpus_text),
+        epochs=choices.epochs,
+        iterations_per_epoch=choices.iterationsPerEpoch,
+        run_find_best=choices.runFindBest,
+    )

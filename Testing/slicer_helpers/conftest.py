@@ -1,10 +1,11 @@
-"""Make ``AutoSegCoreLib`` importable: it ships next to the engine, not inside the installed package."""
+"""Make the Slicer-side libraries importable: they ship next to the engine, not inside its package."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-_CORE = Path(__file__).resolve().parents[2] / "AutoSegCore"
-if str(_CORE) not in sys.path:
-    sys.path.insert(0, str(_CORE))
+_ROOT = Path(__file__).resolve().parents[2]
+for _folder in ("AutoSegCore", "AutoSegTrain", "AutoSegPredict"):
+    if str(_ROOT / _folder) not in sys.path:
+        sys.path.insert(0, str(_ROOT / _folder))

@@ -10,14 +10,9 @@ from typing import Any
 
 import pytest
 
-# The Train module's library ships next to the engine; this folder's conftest adds only
-# AutoSegCore to sys.path (see the report: the lead may move this there).
+from AutoSegTrainLib import fold_status as fs
+
 _TRAIN = Path(__file__).resolve().parents[2] / "AutoSegTrain"
-if str(_TRAIN) not in sys.path:
-    sys.path.insert(0, str(_TRAIN))
-
-from AutoSegTrainLib import fold_status as fs  # noqa: E402
-
 DATASET = "Dataset007_Fold"
 
 

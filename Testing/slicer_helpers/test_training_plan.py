@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,16 +16,12 @@ from autoseg.plans import (
     Plans,
     PreprocessingSpec,
 )
-
-_TRAIN = Path(__file__).resolve().parents[2] / "AutoSegTrain"
-if str(_TRAIN) not in sys.path:  # see test_fold_status.py
-    sys.path.insert(0, str(_TRAIN))
-
-from AutoSegTrainLib.training_plan import (  # noqa: E402
+from AutoSegTrainLib.training_plan import (
     EngineStep,
     TrainingRequest,
     plan_steps,
     preprocessing_done,
+    request_from_choices,
     step_keys,
 )
 
@@ -247,3 +243,50 @@ def test_step_keys_reject_repeats_and_unknown_dependencies() -> None:
         step_keys([EngineStep("b", "B", ("x",), depends_on=("a",))])
     with pytest.raises(ValueError, match="two steps"):
         step_keys([EngineStep("a", "A", ()), EngineStep("a", "A", ())])
+
+
+# ---------------------------------------------------------------- the module's controls
+
+
+def _choices(**overrides: object) -> SimpleNamespace:
+    values = {
+        "use2d": False,
+        "use3dFullres": True,
+        "use3dLowres": False,
+        "useCascade": False,
+        "folds": "0 1 2 3 4",
+        "gpus": "",
+        "epochs": 1000,
+        "iterationsPerEpoch": 250,
+        "runFindBest": True,
+    }
+    return SimpleNamespace(**{**values, **overrides})
+
+
+def test_request_from_choices_reads_every_control() -> None:
+    choices = _choices(use2d=True, folds="0, 2 all", gpus="1,0", epochs=50, runFindBest=False)
+    request = request_from_choices(DATASET, choices, "cuda")
+    assert request.configurations == ("2d", "3d_fullres")
+    assert request.folds == (0, 2, "all")
+    assert request.gpus == (1, 0)
+    assert (request.epochs, request.iterations_per_epoch) == (50, 250)
+    assert request.device == "cuda"
+    assert not request.run_find_best
+
+
+def test_the_cascade_brings_its_lowres_stage() -> None:
+    request = request_from_choices(DATASET, _choices(useCascade=True), "auto")
+    assert request.configurations == ("3d_fullres", "3d_lowres", "3d_cascade_fullres")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gpus": "0 x"}, "GPU numbers"),
+        ({"folds": "  "}, "No fold"),
+        ({"use3dFullres": False}, "No configuration"),
+    ],
+)
+def test_unusable_choices_are_one_clear_error(overrides: dict, message: str) -> None:
+    with pytest.raises(AutoSegError, match=message):
+        request_from_choices(DATASET, _choices(**overrides), "auto")

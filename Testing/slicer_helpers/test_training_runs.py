@@ -16,12 +16,8 @@ from pathlib import Path
 
 import pytest
 
-_TRAIN = Path(__file__).resolve().parents[2] / "AutoSegTrain"
-if str(_TRAIN) not in sys.path:  # see test_fold_status.py
-    sys.path.insert(0, str(_TRAIN))
-
-from AutoSegTrainLib.fold_status import fold_status  # noqa: E402
-from AutoSegTrainLib.training_runs import (  # noqa: E402
+from AutoSegTrainLib.fold_status import fold_status
+from AutoSegTrainLib.training_runs import (
     EngineStep,
     RunSnapshot,
     TrainingRequest,

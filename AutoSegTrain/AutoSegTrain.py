@@ -1,0 +1,385 @@
+"""AutoSegTrain: turn annotated volumes into a dataset and train AutoSeg models on it.
+
+This file is only the Slicer wiring (module description, parameter node, widget, self-test). The
+logic lives in Qt-free classes in ``AutoSegTrainLib`` (tested headless with real MRML): datasets
+and case export, the steps of a training run, and the progress table. Planning, preprocessing and
+training run as child processes (``PythonSlicer -m autoseg ...``), one after another or one fold
+per GPU; the widget polls them from a timer, so Slicer stays responsive and Cancel ends them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import qt
+import slicer
+from slicer import vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from autoseg.errors import AutoSegError
+from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
+from AutoSegCoreLib.device_detection import DeviceInfo, detect_devices
+from AutoSegCoreLib.preferences import Preferences
+from AutoSegCoreLib.process_runner import default_python
+from AutoSegCoreLib.synthetic_scenario import train_scenario_model
+from AutoSegTrainLib.case_export import NewLabelsNeedConfirmation, export_case
+from AutoSegTrainLib.dataset_folder import DatasetInfo, create_dataset, list_datasets, open_dataset
+from AutoSegTrainLib.progress_table import COLUMNS, fold_status_rows, step_row
+from AutoSegTrainLib.training_plan import request_from_choices, verify_step
+from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
+
+POLL_INTERVAL_MS = 500
+
+
+class AutoSegTrain(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("AutoSeg Train")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["AutoSeg team"]
+        self.parent.helpText = _(
+            "Build a training dataset from volumes and segmentations, then plan, preprocess and "
+            "train self-configuring segmentation models (the nnU-Net v2 method) in background "
+            "processes, with live progress. Segment names become the dataset's labels; every "
+            "case keeps its volume's geometry. Interrupted folds resume where they stopped."
+        )
+        self.parent.acknowledgementText = _(
+            "AutoSeg implements the nnU-Net v2 method (Isensee et al., Nature Methods 2021)."
+        )
+
+
+@parameterNodeWrapper
+class AutoSegTrainParameterNode:
+    """What the module remembers in the scene (data folders and device are user preferences)."""
+
+    segmentation: vtkMRMLSegmentationNode
+    use2d: bool = False
+    use3dFullres: bool = True
+    use3dLowres: bool = False
+    useCascade: bool = False
+    folds: str = "0 1 2 3 4"
+    epochs: int = 1000
+    iterationsPerEpoch: int = 250
+    gpus: str = ""
+    runFindBest: bool = True
+
+
+class AutoSegTrainLogic(ScriptedLoadableModuleLogic):
+    """Slicer's module logic: the parameter node. The work is in ``AutoSegTrainLib``."""
+
+    def getParameterNode(self) -> AutoSegTrainParameterNode:
+        return AutoSegTrainParameterNode(super().getParameterNode())
+
+
+class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: dataset, cases, training and progress, top to bottom."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: AutoSegTrainLogic | None = None
+        self._parameterNode: AutoSegTrainParameterNode | None = None
+        self._parameterNodeGuiTag = None
+        self._dataset: DatasetInfo | None = None
+        self._run: TrainingRun | None = None
+        self._channelSelectors: list = []
+        self._devices: concurrent.futures.Future[DeviceInfo] | None = None
+        self._timer = qt.QTimer()
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AutoSegTrain.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = AutoSegTrainLogic()
+        self.preferences = Preferences.load(qt.QSettings())
+        self.ui.rawRootPathLineEdit.currentPath = str(self.preferences.raw_folder)
+        self.ui.preprocessedRootPathLineEdit.currentPath = str(self.preferences.preprocessed_folder)
+        self.ui.resultsRootPathLineEdit.currentPath = str(self.preferences.results_folder)
+        self.ui.stepsTableWidget.setColumnCount(len(COLUMNS))
+        self.ui.stepsTableWidget.setHorizontalHeaderLabels(list(COLUMNS))
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        for pathEdit in (
+            self.ui.rawRootPathLineEdit,
+            self.ui.preprocessedRootPathLineEdit,
+            self.ui.resultsRootPathLineEdit,
+        ):
+            pathEdit.connect("currentPathChanged(QString)", self.onFoldersChanged)
+        self.ui.datasetComboBox.connect("currentIndexChanged(int)", self.onDatasetChanged)
+        self.ui.refreshDatasetsButton.connect("clicked(bool)", self.refreshDatasets)
+        self.ui.createDatasetButton.connect("clicked(bool)", self.onCreateDataset)
+        self.ui.addCaseButton.connect("clicked(bool)", self.onAddCase)
+        self.ui.verifyButton.connect("clicked(bool)", self.onVerify)
+        self.ui.startTrainingButton.connect("clicked(bool)", self.onStartTraining)
+        self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.onPoll)
+
+        self.ui.trainDeviceComboBox.addItem(_("auto"), "auto")
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._devices = executor.submit(detect_devices, self._python())
+        executor.shutdown(wait=False)
+        self._timer.start()
+        self.initializeParameterNode()
+        self.refreshDatasets()
+
+    def cleanup(self) -> None:
+        if self._run is not None and not self._run.is_finished:
+            self._run.cancel()  # training saves its latest checkpoint and can resume later
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: AutoSegTrainParameterNode | None) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+        self.updateButtons()
+
+    def _python(self) -> str:
+        custom = self.preferences.python_executable
+        return str(custom) if custom else default_python()
+
+    # Dataset -----------------------------------------------------------------------------------
+
+    def onFoldersChanged(self, _path: str = "") -> None:
+        try:
+            self.preferences = dataclasses.replace(
+                self.preferences,
+                raw_folder=Path(self.ui.rawRootPathLineEdit.currentPath),
+                preprocessed_folder=Path(self.ui.preprocessedRootPathLineEdit.currentPath),
+                results_folder=Path(self.ui.resultsRootPathLineEdit.currentPath),
+            )
+        except ValueError as error:  # e.g. a half-typed relative path: say so, keep the old one
+            self.ui.datasetInfoLabel.text = str(error)
+            return
+        self.preferences.save(qt.QSettings())
+        self.refreshDatasets()
+
+    def refreshDatasets(self) -> None:
+        current = self._dataset.folder if self._dataset else None
+        combo = self.ui.datasetComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for info in list_datasets(self.preferences.raw_folder):
+            combo.addItem(info.folder.name, str(info.folder))
+        index = combo.findData(str(current)) if current else 0
+        combo.setCurrentIndex(max(index, 0))
+        combo.blockSignals(wasBlocked)
+        self.onDatasetChanged(combo.currentIndex)
+
+    def onCreateDataset(self) -> None:
+        channels = [c.strip() for c in self.ui.newDatasetChannelsLineEdit.text.split(",")]
+        with slicer.util.tryWithErrorDisplay(_("Could not create the dataset."), waitCursor=True):
+            info = create_dataset(
+                self.preferences.raw_folder,
+                self.ui.newDatasetIdSpinBox.value,
+                self.ui.newDatasetNameLineEdit.text.strip(),
+                channels,
+            )
+            self._dataset = info
+            self.refreshDatasets()
+
+    def onDatasetChanged(self, index: int) -> None:
+        folder = self.ui.datasetComboBox.itemData(index) if index >= 0 else None
+        self._dataset = None
+        if folder:
+            try:
+                self._dataset = open_dataset(Path(folder))
+            except ValueError as error:
+                self.ui.datasetInfoLabel.text = str(error)
+        if self._dataset:
+            labels = ", ".join(n for n in self._dataset.labels if n != "background") or "-"
+            self.ui.datasetInfoLabel.text = _("{n} cases. Channels: {c}. Labels: {l}.").format(
+                n=len(self._dataset.case_ids), c=", ".join(self._dataset.channel_names), l=labels
+            )
+        self._rebuildChannelSelectors()
+        self.ui.caseListWidget.clear()
+        for caseId in self._dataset.case_ids if self._dataset else ():
+            self.ui.caseListWidget.addItem(caseId)
+        if self._run is None:
+            self._showFoldStatuses()
+        self.updateButtons()
+
+    def _showFoldStatuses(self) -> None:
+        """What the results folder says about the chosen folds (e.g. after a Slicer restart)."""
+        rows = []
+        with contextlib.suppress(AutoSegError, ValueError):  # bad choices: reported on Train
+            if self._dataset:
+                rows = fold_status_rows(self.preferences.results_folder, self._request())
+        self._fillTable(rows)
+
+    def _fillTable(self, rows) -> None:
+        table = self.ui.stepsTableWidget
+        table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for column, text in enumerate(cells):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+
+    def _rebuildChannelSelectors(self) -> None:
+        layout = self.ui.channelVolumesWidget.layout()
+        for selector in self._channelSelectors:
+            layout.removeRow(selector)
+        self._channelSelectors = []
+        for channel in self._dataset.channel_names if self._dataset else ():
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.addEnabled = selector.removeEnabled = False
+            selector.setMRMLScene(slicer.mrmlScene)
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+            layout.addRow(_("{channel} volume:").format(channel=channel), selector)
+            self._channelSelectors.append(selector)
+
+    # Cases -------------------------------------------------------------------------------------
+
+    def onAddCase(self) -> None:
+        volumes = [selector.currentNode() for selector in self._channelSelectors]
+        segmentation = self.ui.segmentationSelector.currentNode()
+        with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=True):
+            try:
+                exported = export_case(self._dataset, volumes, segmentation)
+            except NewLabelsNeedConfirmation as newLabels:
+                if not slicer.util.confirmOkCancelDisplay(
+                    _("Add these labels to the dataset?\n{names}").format(
+                        names="\n".join(newLabels.new_names)
+                    )
+                ):
+                    return
+                exported = export_case(self._dataset, volumes, segmentation, allow_new_labels=True)
+            self._dataset = exported.dataset
+            self.refreshDatasets()
+            self.ui.trainingStatusLabel.text = _("Added case {case}.").format(case=exported.case_id)
+
+    def onVerify(self) -> None:
+        self._startRun([verify_step(self._dataset.folder.name, self.preferences.raw_folder)])
+
+    # Training ----------------------------------------------------------------------------------
+
+    def _request(self) -> TrainingRequest:
+        device = self.ui.trainDeviceComboBox.currentData or "auto"
+        return request_from_choices(self._dataset.folder.name, self._parameterNode, device)
+
+    def onStartTraining(self) -> None:
+        if not ensure_engine_dependencies("AutoSegTrain", self.preferences.python_executable):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
+            steps = plan_steps(
+                self._request(),
+                self.preferences.results_folder,
+                self.preferences.preprocessed_folder,
+                raw_root=self.preferences.raw_folder,
+            )
+            self._startRun(steps, gpus=self._request().gpus)
+
+    def _startRun(self, steps, gpus: tuple[int, ...] = ()) -> None:
+        self._run = TrainingRun(
+            steps, python=self._python(), env=self.preferences.engine_env(), gpus=gpus
+        )
+        self.ui.stepsTableWidget.setRowCount(len(steps))
+        self.updateButtons()
+
+    def onCancelTraining(self) -> None:
+        if self._run is not None:
+            self._run.cancel()  # returns at once; the processes save a checkpoint and end
+            self.ui.trainingStatusLabel.text = _("Cancelling: saving the latest checkpoints...")
+
+    def onPoll(self) -> None:
+        if self._devices is not None and self._devices.done():
+            self._fillDevices(self._devices.result())
+            self._devices = None
+        if self._run is None:
+            return
+        snapshot = self._run.tick()
+        self._showSnapshot(snapshot)
+        if snapshot.finished:
+            message = self._run.failed_message
+            self._run = None
+            self.refreshDatasets()
+            if message:
+                slicer.util.errorDisplay(message)
+
+    def _showSnapshot(self, snapshot) -> None:
+        self._fillTable([step_row(step) for step in snapshot.steps])
+        self.ui.trainingStatusLabel.text = snapshot.status
+        plots = [s.fold_progress.progress_png for s in snapshot.running if s.fold_progress]
+        if plots and plots[0] and Path(plots[0]).is_file():
+            pixmap = qt.QPixmap(str(plots[0]))
+            width = max(self.ui.progressPlotLabel.width, 300)
+            self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(width))
+
+    def _fillDevices(self, info: DeviceInfo) -> None:
+        for device in info.devices:
+            self.ui.trainDeviceComboBox.addItem(device, device.split(":")[0])
+        self.ui.trainDeviceComboBox.toolTip = info.summary()
+
+    def updateButtons(self, *_args) -> None:
+        running = self._run is not None
+        hasDataset = self._dataset is not None
+        volumesChosen = bool(self._channelSelectors) and all(
+            s.currentNode() for s in self._channelSelectors
+        )
+        segmentation = self.ui.segmentationSelector.currentNode()
+        self.ui.addCaseButton.enabled = hasDataset and volumesChosen and segmentation is not None
+        self.ui.verifyButton.enabled = hasDataset and not running
+        self.ui.startTrainingButton.enabled = hasDataset and not running
+        self.ui.cancelTrainingButton.enabled = running
+        self.ui.createDatasetButton.enabled = not running
+
+
+class AutoSegTrainTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer: three synthetic cases through the logic and a short training."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_synthetic_cases_train_a_fold()
+
+    def test_synthetic_cases_train_a_fold(self) -> None:
+        self.delayDisplay("Exporting synthetic cases and training for a few iterations")
+        with tempfile.TemporaryDirectory() as folder:
+            model = train_scenario_model(slicer.mrmlScene, Path(folder), default_python())
+            self.assertTrue(model.fold_done)
+            self.assertEqual(len(model.case_ids), 3)
+            self.assertEqual(len(open_dataset(model.dataset_folder).case_ids), 3)
+        self.delayDisplay("Test passed")
