@@ -12,10 +12,18 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import sys
 import tempfile
 from pathlib import Path
 
 import qt
+
+# From a source checkout (Slicer's "Additional module paths"), the shared helpers and the engine sit
+# in ../AutoSegCore; a built extension installs them on Slicer's Python path instead.
+_SOURCE_CORE = Path(__file__).resolve().parent.parent / "AutoSegCore"
+if (_SOURCE_CORE / "AutoSegCoreLib").is_dir() and str(_SOURCE_CORE) not in sys.path:
+    sys.path.append(str(_SOURCE_CORE))
+
 import slicer
 from slicer import vtkMRMLSegmentationNode
 from slicer.i18n import tr as _

@@ -8,6 +8,7 @@ process: everything a module imports at start-up is imported here and torch must
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,29 @@ def test_module_libraries_load_without_torch_or_uninstalled_packages() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"imported in Slicer's process: {result.stdout}"
+
+
+def _library_imports(name: str) -> list[tuple[str, str]]:
+    """(module, name) of every ``from X import name`` in the module file from our own code."""
+    tree = ast.parse(module_file(name).read_text(encoding="utf-8"))
+    ours = ("autoseg", "AutoSegCoreLib", "AutoSegTrainLib", "AutoSegPredictLib")
+    return [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(ours)
+        for alias in node.names
+    ]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_name_the_module_imports_from_our_libraries_exists(name: str) -> None:
+    """The module file cannot be imported here (it needs Qt); its library imports can."""
+    pytest.importorskip("slicer", reason="the libraries need slicer-core")
+    imports = _library_imports(name)
+    assert len(imports) > 5
+    missing = [
+        f"{module}.{attribute}"
+        for module, attribute in imports
+        if not hasattr(importlib.import_module(module), attribute)
+    ]
+    assert not missing, f"{name}.py imports names that do not exist: {missing}"
