@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("AutoSegTrain", "AutoSegPredict")
 ENGINE = ROOT / "AutoSegCore" / "autoseg"
 CORE_LIB = ROOT / "AutoSegCore" / "AutoSegCoreLib"
-METADATA = ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS")
+METADATA = ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL")
 METADATA += ("STATUS", "ENABLED", "DEPENDS", "BUILD_SUBDIRECTORY")
 ICONS = {
     ROOT / "Resources" / "AutoSeg.png": 128,
@@ -142,6 +142,16 @@ def test_every_metadata_variable_is_set_and_not_empty() -> None:
     for name in METADATA:
         value = " ".join(variables.get(f"EXTENSION_{name}", [])).strip()
         assert value, f"EXTENSION_{name} is not set in CMakeLists.txt"
+
+
+def test_screenshot_urls_point_into_this_repository_at_files_that_exist() -> None:
+    """Empty is allowed (no screenshot yet); a URL to a missing file is not."""
+    variables, _ = _top_level()
+    homepage = variables["EXTENSION_HOMEPAGE"][0].removeprefix("https://github.com/")
+    prefix = f"https://raw.githubusercontent.com/{homepage}/main/"
+    for url in " ".join(variables.get("EXTENSION_SCREENSHOTURLS", [])).split():
+        assert url.startswith(prefix)
+        assert (ROOT / url.removeprefix(prefix)).is_file(), f"{url} names no file"
 
 
 def test_icon_url_names_the_extension_icon_of_this_repository() -> None:
