@@ -41,7 +41,11 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
-from AutoSegCoreLib.device_detection import DeviceInfo, detect_devices
+from AutoSegCoreLib.device_detection import (
+    DeviceInfo,
+    detect_devices_in_background,
+    device_choices,
+)
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
 from AutoSegCoreLib.synthetic_scenario import (
@@ -133,9 +137,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.connect("timeout()", self.onPoll)
 
         self._fillDeviceChoices(None)
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._devices = executor.submit(detect_devices, self.logic.python_executable)
-        executor.shutdown(wait=False)
+        self._devices = detect_devices_in_background(self.logic.python_executable)
         self._timer.start()
         self.initializeParameterNode()
 
@@ -236,17 +238,12 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo = self.ui.deviceComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
-        combo.addItem(_("auto"), "auto")
-        for device in info.devices if info else ("cpu",):
-            label = device
-            if info and device.startswith("cuda:"):
-                label = f"{device} ({info.cuda_names[int(device.split(':')[1])]})"
+        for label, device in device_choices(info):
             combo.addItem(label, device)
-        index = combo.findData(self.preferences.device)
-        combo.setCurrentIndex(max(index, 0))
+        combo.setCurrentIndex(max(combo.findData(self.preferences.device), 0))
         combo.blockSignals(wasBlocked)
         if info is not None:
-            self.ui.deviceComboBox.toolTip = info.summary()
+            combo.toolTip = info.summary()
 
     def onDeviceChanged(self, index: int) -> None:
         device = self.ui.deviceComboBox.itemData(index) or "auto"

@@ -39,7 +39,11 @@ from slicer.util import VTKObservationMixin
 
 from autoseg.errors import AutoSegError
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
-from AutoSegCoreLib.device_detection import DeviceInfo, detect_devices
+from AutoSegCoreLib.device_detection import (
+    DeviceInfo,
+    detect_devices_in_background,
+    device_choices,
+)
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
 from AutoSegCoreLib.synthetic_scenario import train_scenario_model
@@ -143,10 +147,8 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
 
-        self.ui.trainDeviceComboBox.addItem(_("auto"), "auto")
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._devices = executor.submit(detect_devices, self._python())
-        executor.shutdown(wait=False)
+        self._fillDevices(None)
+        self._devices = detect_devices_in_background(self._python())
         self._timer.start()
         self.initializeParameterNode()
         self.refreshDatasets()
@@ -354,10 +356,13 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             width = max(self.ui.progressPlotLabel.width, 300)
             self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(width))
 
-    def _fillDevices(self, info: DeviceInfo) -> None:
-        for device in info.devices:
-            self.ui.trainDeviceComboBox.addItem(device, device.split(":")[0])
-        self.ui.trainDeviceComboBox.toolTip = info.summary()
+    def _fillDevices(self, info: DeviceInfo | None) -> None:
+        combo = self.ui.trainDeviceComboBox
+        combo.clear()
+        for label, device in device_choices(info, per_gpu=False):
+            combo.addItem(label, device)
+        if info is not None:
+            combo.toolTip = info.summary()
 
     def updateButtons(self, *_args) -> None:
         running = self._run is not None

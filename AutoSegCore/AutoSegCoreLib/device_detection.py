@@ -9,6 +9,7 @@ say "install a CUDA build of torch" instead of silently training on the CPU.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -179,3 +180,38 @@ def _last_json_object(text: str) -> dict[str, Any] | None:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def detect_devices_in_background(
+    python_executable: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> concurrent.futures.Future[DeviceInfo]:
+    """``detect_devices`` on a worker thread: the first torch import can take many seconds.
+
+    The modules poll ``future.done()`` from their timer, so the panel opens at once and the
+    device list fills in when the probe answers.
+    """
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="devices")
+    future = executor.submit(detect_devices, python_executable, env=env)
+    executor.shutdown(wait=False)
+    return future
+
+
+def device_choices(info: DeviceInfo | None, *, per_gpu: bool = True) -> list[tuple[str, str]]:
+    """``(label, -device value)`` pairs for a device menu, "auto" first.
+
+    ``per_gpu``: one entry per GPU (``cuda:1 (NVIDIA ...)``) for prediction; ``False`` gives one
+    ``cuda`` entry, for training, where GPUs are chosen separately (one fold per GPU). Before the
+    probe answers (``info`` None) only "auto" and "cpu" are offered.
+    """
+    choices = [("auto", "auto")]
+    devices = info.devices if info is not None else ("cpu",)
+    for device in devices:
+        if device.startswith("cuda:") and not per_gpu:
+            if ("cuda", "cuda") not in choices:
+                choices.append(("cuda", "cuda"))
+        elif device.startswith("cuda:"):
+            name = info.cuda_names[int(device.split(":")[1])]
+            choices.append((f"{device} ({name})", device))
+        else:
+            choices.append((device, device))
+    return choices

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from AutoSegCoreLib.device_detection import DeviceInfo, detect_devices, query_nvidia_smi
+from AutoSegCoreLib.device_detection import (
+    DeviceInfo,
+    detect_devices,
+    detect_devices_in_background,
+    device_choices,
+    query_nvidia_smi,
+)
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake programs are shell scripts")
 
@@ -84,3 +90,31 @@ def test_missing_programs_and_timeout(tmp_path: Path) -> None:
     info = detect_devices(slow, nvidia_smi=None, timeout=0.3)
     assert info.torch_error is not None
     assert "did not answer within 0.3 s" in info.torch_error
+
+
+def test_device_choices_offer_auto_first_and_each_gpu_for_prediction() -> None:
+    info = DeviceInfo(torch_version="2.13", cuda_names=("A100", "H200"))
+    assert device_choices(info) == [
+        ("auto", "auto"),
+        ("cuda:0 (A100)", "cuda:0"),
+        ("cuda:1 (H200)", "cuda:1"),
+        ("cpu", "cpu"),
+    ]
+    assert device_choices(info, per_gpu=False) == [
+        ("auto", "auto"),
+        ("cuda", "cuda"),
+        ("cpu", "cpu"),
+    ]
+    assert device_choices(None) == [("auto", "auto"), ("cpu", "cpu")]
+    apple = DeviceInfo(torch_version="2.13", mps=True)
+    assert device_choices(apple) == [("auto", "auto"), ("mps", "mps"), ("cpu", "cpu")]
+
+
+@posix_only
+def test_detection_in_the_background_returns_a_future_with_the_answer(tmp_path: Path) -> None:
+    answer = '{"cuda": 1, "names": ["H200"], "mps": false, "torch": "2.13.0"}'
+    fake = _script(tmp_path / "python", f"sleep 0.2\necho '{answer}'\n")
+    future = detect_devices_in_background(fake)
+    assert not future.done()  # the caller (the module's timer) is not kept waiting
+    info = future.result(timeout=30)
+    assert info.cuda_names == ("H200",)
