@@ -14,9 +14,9 @@ Console use, without the GUI::
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import qt
@@ -40,6 +40,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from AutoSegCoreLib.channel_selectors import ChannelSelectors
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
 from AutoSegCoreLib.device_detection import (
     DeviceInfo,
@@ -111,7 +112,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._model: ModelDescription | None = None
         self._job = None
-        self._extraChannelSelectors: list = []
+        self._jobVolume = None
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
         self._timer = qt.QTimer()
 
@@ -120,6 +121,9 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/AutoSegPredict.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self._extraChannels = ChannelSelectors(
+            self.ui.extraChannelsWidget.layout(), self.updateButtons, _("{channel}:")
+        )
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.preferences = Preferences.load(qt.QSettings())
         customPython = self.preferences.python_executable
@@ -168,7 +172,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume:
                 self._parameterNode.inputVolume = firstVolume
-        if not str(self._parameterNode.modelPath or "").strip(".") and self.preferences.last_model:
+        if _noModel(str(self._parameterNode.modelPath or "")) and self.preferences.last_model:
             self._parameterNode.modelPath = Path(self.preferences.last_model)
 
     def setParameterNode(self, inputParameterNode: AutoSegPredictParameterNode | None) -> None:
@@ -183,18 +187,17 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onModelPathChanged(self, path: str) -> None:
         self._model = None
-        if path.strip():
+        self.ui.modelInfoLabel.text = _("Choose a model folder.")
+        if not _noModel(path):
             try:
                 self._model = describe_model(Path(path))
-            except ValueError as error:
+            except (ValueError, OSError) as error:
                 self.ui.modelInfoLabel.text = str(error)
         if self._model is not None:
             self.ui.modelInfoLabel.text = self._model.summary()
-            self.preferences = dataclasses.replace(self.preferences, last_model=self._model.path)
-            self.preferences.save(qt.QSettings())
-        else:
-            self.ui.modelInfoLabel.text = self.ui.modelInfoLabel.text or _("Choose a model folder.")
-        self._rebuildExtraChannels()
+            if self._model.path != self.preferences.last_model:
+                self.preferences = Preferences.update(qt.QSettings(), last_model=self._model.path)
+        self._showChannels()
         self.updateButtons()
 
     def onImportModel(self) -> None:
@@ -207,29 +210,16 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             folder = import_model_zip(Path(zipPath), self.preferences.results_folder)
             self.ui.modelPathLineEdit.currentPath = str(folder)
 
-    def _rebuildExtraChannels(self) -> None:
-        """One volume selector per further channel of the model (the first is the input volume)."""
-        layout = self.ui.extraChannelsWidget.layout()
-        for selector in self._extraChannelSelectors:
-            layout.removeRow(selector)
-        self._extraChannelSelectors = []
-        channels = self._model.channel_names[1:] if self._model else ()
-        for channel in channels:
-            selector = slicer.qMRMLNodeComboBox()
-            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-            selector.addEnabled = selector.removeEnabled = False
-            selector.noneEnabled = True
-            selector.setMRMLScene(slicer.mrmlScene)
-            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-            layout.addRow(_("{channel}:").format(channel=channel), selector)
-            self._extraChannelSelectors.append(selector)
-        if self._model:
-            first = self._model.channel_names[0]
-            self.ui.inputVolumeLabel.text = _("{channel}:").format(channel=first)
+    def _showChannels(self) -> None:
+        """The input selector is the model's first channel; further channels get their own."""
+        channels = self._model.channel_names if self._model else ()
+        self._extraChannels.set_channels(channels[1:])
+        first = channels[0] if channels else _("Volume")
+        self.ui.inputVolumeLabel.text = _("{channel}:").format(channel=first)
 
     def _inputVolumes(self) -> list:
         volumes = [self.ui.inputVolumeSelector.currentNode()]
-        volumes += [selector.currentNode() for selector in self._extraChannelSelectors]
+        volumes += self._extraChannels.volumes()
         return volumes
 
     # Devices -----------------------------------------------------------------------------------
@@ -247,8 +237,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onDeviceChanged(self, index: int) -> None:
         device = self.ui.deviceComboBox.itemData(index) or "auto"
-        self.preferences = dataclasses.replace(self.preferences, device=device)
-        self.preferences.save(qt.QSettings())
+        self.preferences = Preferences.update(qt.QSettings(), device=device)
 
     # Segment -----------------------------------------------------------------------------------
 
@@ -263,12 +252,11 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentButton.toolTip = _("Segment the volume in a background process.")
 
     def onSegment(self) -> None:
-        if not ensure_engine_dependencies("AutoSegPredict", self.preferences.python_executable):
-            return
         device = self.ui.deviceComboBox.currentData or "auto"
-        with slicer.util.tryWithErrorDisplay(
-            _("Could not start the segmentation."), waitCursor=True
-        ):
+        with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation.")):
+            if not ensure_engine_dependencies("AutoSegPredict", self.preferences.python_executable):
+                return
+            self._jobVolume = self.ui.inputVolumeSelector.currentNode()
             self._job = self.logic.start_segmentation(
                 self._inputVolumes(),
                 self._model.path,
@@ -282,10 +270,11 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onCancel(self) -> None:
+        """Ends the engine's process tree on a helper thread (it may wait seconds for it)."""
         if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = _("Cancelled.")
-        self._resetProgress()
+            threading.Thread(target=self._job.cancel, daemon=True).start()
+            self.ui.statusLabel.text = _("Cancelling...")
+            self.ui.cancelButton.enabled = False
 
     def onPoll(self) -> None:
         if self._devices is not None and self._devices.done():
@@ -308,11 +297,12 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job, self._job = self._job, None
         self._resetProgress()
         if job.cancelled:
+            self.ui.statusLabel.text = _("Cancelled.")
             return
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
             segmentation = job.finish()
             segmentation.CreateClosedSurfaceRepresentation()
-            slicer.util.setSliceViewerLayers(background=self.ui.inputVolumeSelector.currentNode())
+            slicer.util.setSliceViewerLayers(background=self._jobVolume)
             self.ui.statusLabel.text = _("Done: {name} ({seconds:.1f} s).").format(
                 name=segmentation.GetName(), seconds=job.elapsed_seconds
             )
@@ -346,3 +336,8 @@ class AutoSegPredictTest(ScriptedLoadableModuleTest):
             referenceRole = segmentation.GetReferenceImageGeometryReferenceRole()
             self.assertEqual(segmentation.GetNodeReference(referenceRole), volume)
         self.delayDisplay("Test passed")
+
+
+def _noModel(path: str) -> bool:
+    """An empty path field (a Path parameter's default shows as ".") names no model."""
+    return path.strip() in ("", ".")

@@ -1,20 +1,18 @@
 """AutoSegTrain: turn annotated volumes into a dataset and train AutoSeg models on it.
 
-This file is only the Slicer wiring (module description, parameter node, widget, self-test). The
-logic lives in Qt-free classes in ``AutoSegTrainLib`` (tested headless with real MRML): datasets
-and case export, the steps of a training run, and the progress table. Planning, preprocessing and
-training run as child processes (``PythonSlicer -m autoseg ...``), one after another or one fold
-per GPU; the widget polls them from a timer, so Slicer stays responsive and Cancel ends them.
+Only the Slicer wiring lives here; the logic is in Qt-free ``AutoSegTrainLib`` (tested headless
+with real MRML). The engine runs as child processes (``PythonSlicer -m autoseg ...``) that the
+widget polls from a timer, so Slicer stays responsive and Cancel ends them.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import qt
 
@@ -28,7 +26,7 @@ import slicer
 from slicer import vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -38,6 +36,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from autoseg.errors import AutoSegError
+from AutoSegCoreLib.channel_selectors import ChannelSelectors
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
 from AutoSegCoreLib.device_detection import (
     DeviceInfo,
@@ -86,8 +85,8 @@ class AutoSegTrainParameterNode:
     use3dLowres: bool = False
     useCascade: bool = False
     folds: str = "0 1 2 3 4"
-    epochs: int = 1000
-    iterationsPerEpoch: int = 250
+    epochs: Annotated[int, WithinRange(1, 100000)] = 1000
+    iterationsPerEpoch: Annotated[int, WithinRange(1, 100000)] = 250
     gpus: str = ""
     runFindBest: bool = True
 
@@ -110,7 +109,8 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._dataset: DatasetInfo | None = None
         self._run: TrainingRun | None = None
-        self._channelSelectors: list = []
+        self._plotModified = 0.0
+        self._verifying = False
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
         self._timer = qt.QTimer()
 
@@ -119,6 +119,9 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/AutoSegTrain.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self._channels = ChannelSelectors(
+            self.ui.channelVolumesWidget.layout(), self.updateButtons, _("{channel} volume:")
+        )
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AutoSegTrainLogic()
         self.preferences = Preferences.load(qt.QSettings())
@@ -130,12 +133,13 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        for pathEdit in (
-            self.ui.rawRootPathLineEdit,
-            self.ui.preprocessedRootPathLineEdit,
-            self.ui.resultsRootPathLineEdit,
+        ui = self.ui
+        for edit in (
+            ui.rawRootPathLineEdit,
+            ui.preprocessedRootPathLineEdit,
+            ui.resultsRootPathLineEdit,
         ):
-            pathEdit.connect("currentPathChanged(QString)", self.onFoldersChanged)
+            edit.connect("currentPathChanged(QString)", self.onFoldersChanged)
         self.ui.datasetComboBox.connect("currentIndexChanged(int)", self.onDatasetChanged)
         self.ui.refreshDatasetsButton.connect("clicked(bool)", self.refreshDatasets)
         self.ui.createDatasetButton.connect("clicked(bool)", self.onCreateDataset)
@@ -155,7 +159,8 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         if self._run is not None and not self._run.is_finished:
-            self._run.cancel()  # training saves its latest checkpoint and can resume later
+            # Blocking: daemon threads die with Slicer. Training saves its latest checkpoint.
+            self._run.cancel(timeout=10.0, block=True)
         self._timer.stop()
         self.removeObservers()
 
@@ -193,8 +198,8 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onFoldersChanged(self, _path: str = "") -> None:
         try:
-            self.preferences = dataclasses.replace(
-                self.preferences,
+            self.preferences = Preferences.update(
+                qt.QSettings(),
                 raw_folder=Path(self.ui.rawRootPathLineEdit.currentPath),
                 preprocessed_folder=Path(self.ui.preprocessedRootPathLineEdit.currentPath),
                 results_folder=Path(self.ui.resultsRootPathLineEdit.currentPath),
@@ -202,7 +207,6 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except ValueError as error:  # e.g. a half-typed relative path: say so, keep the old one
             self.ui.datasetInfoLabel.text = str(error)
             return
-        self.preferences.save(qt.QSettings())
         self.refreshDatasets()
 
     def refreshDatasets(self) -> None:
@@ -220,29 +224,31 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCreateDataset(self) -> None:
         channels = [c.strip() for c in self.ui.newDatasetChannelsLineEdit.text.split(",")]
         with slicer.util.tryWithErrorDisplay(_("Could not create the dataset."), waitCursor=True):
-            info = create_dataset(
+            self._dataset = create_dataset(
                 self.preferences.raw_folder,
                 self.ui.newDatasetIdSpinBox.value,
                 self.ui.newDatasetNameLineEdit.text.strip(),
                 channels,
             )
-            self._dataset = info
             self.refreshDatasets()
 
     def onDatasetChanged(self, index: int) -> None:
         folder = self.ui.datasetComboBox.itemData(index) if index >= 0 else None
         self._dataset = None
+        self.ui.datasetInfoLabel.text = _("No dataset in {folder}: create one.").format(
+            folder=self.preferences.raw_folder
+        )
         if folder:
             try:
                 self._dataset = open_dataset(Path(folder))
-            except ValueError as error:
+            except (ValueError, OSError) as error:
                 self.ui.datasetInfoLabel.text = str(error)
         if self._dataset:
             labels = ", ".join(n for n in self._dataset.labels if n != "background") or "-"
             self.ui.datasetInfoLabel.text = _("{n} cases. Channels: {c}. Labels: {l}.").format(
                 n=len(self._dataset.case_ids), c=", ".join(self._dataset.channel_names), l=labels
             )
-        self._rebuildChannelSelectors()
+        self._channels.set_channels(self._dataset.channel_names if self._dataset else ())
         self.ui.caseListWidget.clear()
         for caseId in self._dataset.case_ids if self._dataset else ():
             self.ui.caseListWidget.addItem(caseId)
@@ -254,7 +260,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """What the results folder says about the chosen folds (e.g. after a Slicer restart)."""
         rows = []
         with contextlib.suppress(AutoSegError, ValueError):  # bad choices: reported on Train
-            if self._dataset:
+            if self._dataset and self._parameterNode:
                 rows = fold_status_rows(self.preferences.results_folder, self._request())
         self._fillTable(rows)
 
@@ -265,26 +271,12 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
 
-    def _rebuildChannelSelectors(self) -> None:
-        layout = self.ui.channelVolumesWidget.layout()
-        for selector in self._channelSelectors:
-            layout.removeRow(selector)
-        self._channelSelectors = []
-        for channel in self._dataset.channel_names if self._dataset else ():
-            selector = slicer.qMRMLNodeComboBox()
-            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-            selector.addEnabled = selector.removeEnabled = False
-            selector.setMRMLScene(slicer.mrmlScene)
-            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-            layout.addRow(_("{channel} volume:").format(channel=channel), selector)
-            self._channelSelectors.append(selector)
-
     # Cases -------------------------------------------------------------------------------------
 
     def onAddCase(self) -> None:
-        volumes = [selector.currentNode() for selector in self._channelSelectors]
+        volumes = self._channels.volumes()
         segmentation = self.ui.segmentationSelector.currentNode()
-        with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not add the case.")):
             try:
                 exported = export_case(self._dataset, volumes, segmentation)
             except NewLabelsNeedConfirmation as newLabels:
@@ -301,6 +293,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onVerify(self) -> None:
         self._startRun([verify_step(self._dataset.folder.name, self.preferences.raw_folder)])
+        self._verifying = True
 
     # Training ----------------------------------------------------------------------------------
 
@@ -309,20 +302,22 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return request_from_choices(self._dataset.folder.name, self._parameterNode, device)
 
     def onStartTraining(self) -> None:
-        if not ensure_engine_dependencies("AutoSegTrain", self.preferences.python_executable):
-            return
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
+            if not ensure_engine_dependencies("AutoSegTrain", self.preferences.python_executable):
+                return
+            request = self._request()
             steps = plan_steps(
-                self._request(),
+                request,
                 self.preferences.results_folder,
                 self.preferences.preprocessed_folder,
                 raw_root=self.preferences.raw_folder,
             )
-            self._startRun(steps, gpus=self._request().gpus)
+            self._startRun(steps, gpus=request.gpus)
 
     def _startRun(self, steps, gpus: tuple[int, ...] = ()) -> None:
+        self._verifying = False
         self._run = TrainingRun(
-            steps, python=self._python(), env=self.preferences.engine_env(), gpus=gpus
+            steps, python=self._python(), env_overrides=self.preferences.engine_env(), gpus=gpus
         )
         self.ui.stepsTableWidget.setRowCount(len(steps))
         self.updateButtons()
@@ -336,25 +331,30 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._devices is not None and self._devices.done():
             self._fillDevices(self._devices.result())
             self._devices = None
-        if self._run is None:
-            return
-        snapshot = self._run.tick()
-        self._showSnapshot(snapshot)
-        if snapshot.finished:
-            message = self._run.failed_message
+        run = self._run
+        snapshot = run.tick() if run is not None else None
+        if snapshot is not None:
+            self._showSnapshot(snapshot)
+        if snapshot is not None and snapshot.finished:
             self._run = None
-            self.refreshDatasets()
-            if message:
-                slicer.util.errorDisplay(message)
+            self.updateButtons()
+            if run.failed_message:
+                slicer.util.errorDisplay(run.failed_message)
+            if self._verifying:  # verify changes nothing: keep its row and show its summary
+                self.ui.trainingStatusLabel.text = "\n".join(run.output_lines("verify"))
+            else:
+                self.refreshDatasets()
 
     def _showSnapshot(self, snapshot) -> None:
         self._fillTable([step_row(step) for step in snapshot.steps])
         self.ui.trainingStatusLabel.text = snapshot.status
         plots = [s.fold_progress.progress_png for s in snapshot.running if s.fold_progress]
-        if plots and plots[0] and Path(plots[0]).is_file():
-            pixmap = qt.QPixmap(str(plots[0]))
-            width = max(self.ui.progressPlotLabel.width, 300)
-            self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(width))
+        plot = Path(plots[0]) if plots and plots[0] else Path()
+        if plot.is_file() and plot.stat().st_mtime != self._plotModified:
+            pixmap = qt.QPixmap(str(plot))
+            if not pixmap.isNull():  # null when caught half-written: read again next time
+                self._plotModified = plot.stat().st_mtime
+                self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(400))
 
     def _fillDevices(self, info: DeviceInfo | None) -> None:
         combo = self.ui.trainDeviceComboBox
@@ -367,11 +367,11 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateButtons(self, *_args) -> None:
         running = self._run is not None
         hasDataset = self._dataset is not None
-        volumesChosen = bool(self._channelSelectors) and all(
-            s.currentNode() for s in self._channelSelectors
-        )
+        volumesChosen = self._channels.all_chosen()
         segmentation = self.ui.segmentationSelector.currentNode()
-        self.ui.addCaseButton.enabled = hasDataset and volumesChosen and segmentation is not None
+        self.ui.addCaseButton.enabled = (
+            hasDataset and volumesChosen and segmentation is not None and not running
+        )
         self.ui.verifyButton.enabled = hasDataset and not running
         self.ui.startTrainingButton.enabled = hasDataset and not running
         self.ui.cancelTrainingButton.enabled = running

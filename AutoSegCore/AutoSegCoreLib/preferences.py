@@ -13,6 +13,7 @@ value, for whatever it cannot read, rather than failing when a module starts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,18 @@ class Preferences:
         python = "" if self.python_executable is None else str(self.python_executable)
         store.setValue(KEYS["python_executable"], python)
         store.setValue(KEYS["last_model"], "" if self.last_model is None else str(self.last_model))
+
+    @classmethod
+    def update(cls, store: SettingsStore, **changes: Any) -> Preferences:
+        """Change some preferences in ``store`` and return them all.
+
+        Reads the store first, so that two modules (each holding the preferences it loaded at
+        start-up) never write back each other's stale values. Invalid values raise ValueError
+        and leave the store unchanged.
+        """
+        preferences = dataclasses.replace(cls.load(store), **changes)
+        preferences.save(store)
+        return preferences
 
     def data_roots(self) -> DataRoots:
         """The folders as the engine's :class:`autoseg.paths.DataRoots`."""

@@ -165,11 +165,13 @@ class TrainingRun:
 
     ``gpus``: with two or more ids, up to one step per GPU runs at a time and each train step
     gets ``CUDA_VISIBLE_DEVICES=<id>``; with one id, steps run one after another on it; empty,
-    one after another with the environment as given. ``env`` is the children's base environment
-    (default ``os.environ``). ``command_builder(python, args)`` makes the command line (default
-    ``python -m autoseg *args``; tests pass a small script instead). A failed step stops the run:
+    one after another. ``env_overrides`` are added to this process's environment for every child
+    (``None`` removes a variable), e.g. the data folders' ``AUTOSEG_*`` variables.
+    ``command_builder(python, args)`` makes the command line (default ``python -m autoseg
+    *args``; tests pass a small script instead). A failed step stops the run:
     nothing new starts, the other running steps are cancelled and ``failed_message`` keeps the
-    step's last stderr lines.
+    step's last stderr lines (its last output lines when it wrote nothing to stderr, as
+    ``autoseg verify`` does with the problems it lists).
     """
 
     def __init__(
@@ -177,14 +179,14 @@ class TrainingRun:
         steps: Sequence[EngineStep],
         *,
         python: str | os.PathLike[str],
-        env: Mapping[str, str] | None = None,
+        env_overrides: Mapping[str, str | None] | None = None,
         gpus: tuple[int, ...] = (),
         command_builder: CommandBuilder = engine_command,
     ) -> None:
         step_keys(steps)  # unique keys, dependencies on earlier steps only
         self._slots = [_Slot(step) for step in steps]
         self._python = os.fspath(python)
-        self._env = dict(env) if env is not None else None
+        self._env_overrides = dict(env_overrides or {})
         self._free_gpus = list(gpus)
         self._capacity = len(gpus) if len(gpus) >= 2 else 1
         self._build = command_builder
@@ -211,7 +213,10 @@ class TrainingRun:
         """Drain the running steps, start the ready ones, and return the state; never blocks."""
         for slot in self._slots:
             if slot.state == "running":
-                self._drain(slot)
+                try:
+                    self._drain(slot)
+                except OSError as error:  # e.g. events.jsonl became unreadable: stop, don't loop
+                    self._fail_unfollowable(slot, error)
         if self._stopping:
             self._cancel_waiting()
         else:
@@ -231,6 +236,13 @@ class TrainingRun:
             while not self.is_finished and time.monotonic() < deadline:
                 self.tick()
                 time.sleep(0.05)
+
+    def output_lines(self, key: str) -> list[str]:
+        """The last lines a step printed (e.g. the summary of ``autoseg verify``)."""
+        for slot in self._slots:
+            if slot.step.key == key:
+                return list(slot.output)
+        raise KeyError(key)
 
     def snapshot(self) -> RunSnapshot:
         """The state as of the last tick (no processes are touched)."""
@@ -264,18 +276,29 @@ class TrainingRun:
     def _start(self, slot: _Slot) -> None:
         if slot.step.fold is not None and self._free_gpus:
             slot.gpu = self._free_gpus.pop(0)
-        overrides = {} if slot.gpu is None else {"CUDA_VISIBLE_DEVICES": str(slot.gpu)}
-        if slot.step.fold_dir is not None:
-            progress, slot.offset = read_fold_progress(slot.step.fold_dir)
-            slot.progress = replace(progress, phase="starting", message=None)
+        overrides = dict(self._env_overrides)
+        if slot.gpu is not None:
+            overrides["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
         command = self._build(self._python, list(slot.step.args))
         try:
-            slot.process = EngineProcess(command, env=engine_environment(overrides, base=self._env))
+            if slot.step.fold_dir is not None:
+                progress, slot.offset = read_fold_progress(slot.step.fold_dir)
+                slot.progress = replace(progress, phase="starting", message=None)
+            slot.process = EngineProcess(command, env=engine_environment(overrides))
         except OSError as error:
             slot.stderr.append(f"cannot start {command[0]}: {error}")
             self._finish(slot, None)
             return
         slot.state = "running"
+
+    def _fail_unfollowable(self, slot: _Slot, error: OSError) -> None:
+        """A step whose progress cannot be read any more: end it and fail the run."""
+        slot.stderr.append(f"cannot follow its progress: {error}")
+        if slot.process is not None:
+            cancel = threading.Thread(target=slot.process.cancel, args=(CANCEL_TIMEOUT_S,))
+            cancel.daemon = True
+            cancel.start()
+        self._finish(slot, -1)
 
     def _drain(self, slot: _Slot) -> None:
         assert slot.process is not None
@@ -327,7 +350,7 @@ class TrainingRun:
         else:
             slot.state = "failed"
             if self._failed_message is None:
-                tail = "\n".join(slot.stderr) or "(no error output)"
+                tail = "\n".join(slot.stderr or slot.output) or "(no output)"
                 how = "could not start" if code is None else f"failed (exit code {code})"
                 self._failed_message = f"{slot.step.label} {how}:\n{tail}"
             self._stop_all(CANCEL_TIMEOUT_S)

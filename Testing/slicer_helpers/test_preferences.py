@@ -119,3 +119,24 @@ def test_preferences_are_immutable(tmp_path: Path) -> None:
     prefs = Preferences.defaults(home=tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):
         prefs.device = "cpu"  # type: ignore[misc]
+
+
+def test_update_changes_only_the_given_values_on_top_of_the_store(tmp_path: Path) -> None:
+    store = TextSettings()
+    Preferences.defaults(tmp_path).save(store)
+    stale = Preferences.load(store)  # what another module loaded at start-up
+    Preferences.update(store, raw_folder=tmp_path / "new raw")
+    updated = Preferences.update(store, device="cpu")  # must not write stale.raw_folder back
+    assert updated.raw_folder == tmp_path / "new raw"
+    assert updated.device == "cpu"
+    assert stale.raw_folder != updated.raw_folder
+    assert Preferences.load(store) == updated
+
+
+def test_an_invalid_update_leaves_the_store_unchanged(tmp_path: Path) -> None:
+    store = TextSettings()
+    Preferences.defaults(tmp_path).save(store)
+    before = dict(store.values)
+    with pytest.raises(ValueError, match="relative"):
+        Preferences.update(store, results_folder=Path("relative/results"))
+    assert store.values == before

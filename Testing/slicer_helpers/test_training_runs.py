@@ -61,6 +61,11 @@ FAKE_ENGINE = textwrap.dedent(
             print("Traceback (most recent call last):", file=sys.stderr)
             print("RuntimeError: boom in " + fold, file=sys.stderr)
             sys.exit(3)
+        if os.environ.get("FAKE_BREAK_EVENTS"):
+            event(event="start", epochs=2, resumed_from_epoch=None)
+            os.remove(os.path.join(folder, "events.jsonl"))
+            os.mkdir(os.path.join(folder, "events.jsonl"))
+            time.sleep(60)
         if os.environ.get("FAKE_HANG"):
             grandchild = subprocess.Popen(
                 [sys.executable, "-c",
@@ -109,11 +114,10 @@ def fake(tmp_path: Path):
     log = tmp_path / "log.jsonl"
 
     def make(steps, gpus=(), **env) -> TrainingRun:
-        base = {**os.environ, "FAKE_LOG": str(log), **env}
         return TrainingRun(
             steps,
             python=sys.executable,
-            env=base,
+            env_overrides={"FAKE_LOG": str(log), **env},
             gpus=gpus,
             command_builder=lambda python, args: [python, str(script), *args],
         )
@@ -213,6 +217,58 @@ def test_a_failed_step_stops_the_run_with_its_stderr(tmp_path: Path, fake) -> No
     assert len(fake.entries()) == 3  # plan start and end, fold 0 start: nothing else ran
 
 
+def _script_step(tmp_path: Path, body: str) -> TrainingRun:
+    script = tmp_path / "step.py"
+    script.write_text(textwrap.dedent(body), encoding="utf-8")
+    return TrainingRun(
+        [EngineStep("verify", "Verify the dataset", ("verify",))],
+        python=sys.executable,
+        env_overrides={"AUTOSEG_RAW": "/data/raw"},
+        command_builder=lambda python, args: [python, str(script), *args],
+    )
+
+
+def test_a_step_that_reports_on_stdout_fails_with_those_lines(tmp_path: Path) -> None:
+    run = _script_step(
+        tmp_path,
+        """
+        import sys
+        print("imagesTr/case_001_0000.nii.gz: spacing differs from its label")
+        print("1 error(s), 0 warning(s)")
+        sys.exit(1)
+        """,
+    )
+    _run(run)
+    assert run.failed_message.endswith(
+        "imagesTr/case_001_0000.nii.gz: spacing differs from its label\n1 error(s), 0 warning(s)"
+    )
+
+
+def test_children_inherit_this_environment_plus_the_overrides(tmp_path: Path) -> None:
+    run = _script_step(
+        tmp_path,
+        """
+        import os
+        print(os.environ["AUTOSEG_RAW"], "PATH" in os.environ)
+        """,
+    )
+    _run(run)
+    assert run.failed_message is None
+    assert run.output_lines("verify") == ["/data/raw True"]
+
+
+@posix_only
+def test_progress_that_cannot_be_read_fails_the_run_and_ends_the_step(tmp_path: Path, fake) -> None:
+    steps = plan_steps(_request(folds=(0,)), tmp_path / "res", tmp_path / "pre")
+    run = fake(steps, FAKE_BREAK_EVENTS="1")
+    final = _run(run)[-1]
+    assert final.step("train 3d_fullres 0").state == "failed"
+    assert "cannot follow its progress" in run.failed_message
+    process = run._slots[1].process  # the step's child: ended, not left sleeping for 60 s
+    assert process is not None
+    assert process.wait(timeout=15) is not None
+
+
 def test_a_command_that_cannot_start_fails_the_run(tmp_path: Path) -> None:
     step = EngineStep("x", "Broken", ("train",))
     run = TrainingRun(
@@ -291,7 +347,7 @@ def test_real_engine_plans_trains_and_selects(tmp_path: Path) -> None:
     )
     steps = plan_steps(request, res, pre, raw_root=raw)
     assert _keys(steps) == ["plan", "train 3d_fullres 0", "find_best"]
-    run = TrainingRun(steps, python=sys.executable, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    run = TrainingRun(steps, python=sys.executable, env_overrides={"OMP_NUM_THREADS": "2"})
     snapshots = _run(run, timeout=900)
     final = snapshots[-1]
     assert run.failed_message is None, run.failed_message
