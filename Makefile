@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/slicer_io.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

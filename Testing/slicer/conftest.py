@@ -10,7 +10,6 @@ because most failing VTK calls only log and return 0.
 from __future__ import annotations
 
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,34 +42,7 @@ def vtk_errors() -> Iterator[vtk.vtkStringOutputWindow]:
 @pytest.fixture
 def scene(vtk_errors: vtk.vtkStringOutputWindow) -> Iterator[slicer.vtkMRMLScene]:
     """A scene with the application, colour, volumes, segmentations and hierarchy logics."""
-    mrml = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(mrml)
-    colors = app.GetColorLogic()
-    colors.SetMRMLScene(mrml)
-    colors.AddDefaultColorNodes()
-    app.SetSliceLogics(vtk.vtkCollection())
-    app.SetViewLogics(vtk.vtkCollection())
-    app.SetModuleLogic("Colors", colors)
-    logics = {"Colors": colors}
-    for name, logic in (
-        ("Volumes", slicer.vtkSlicerVolumesLogic()),
-        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic()),
-    ):
-        logic.SetMRMLScene(mrml)
-        logic.SetMRMLApplicationLogic(app)
-        app.SetModuleLogic(name, logic)
-        logics[name] = logic
-    previous_scene = getattr(slicer, "mrmlScene", None)
-    previous_modules = getattr(slicer, "modules", None)
-    slicer.mrmlScene = mrml
-    slicer.modules = types.SimpleNamespace(
-        segmentations=types.SimpleNamespace(logic=lambda: logics["Segmentations"]),
-        volumes=types.SimpleNamespace(logic=lambda: logics["Volumes"]),
-        subjecthierarchy=types.SimpleNamespace(logic=lambda: logics["SubjectHierarchy"]),
-    )
-    yield mrml
-    slicer.mrmlScene = previous_scene
-    slicer.modules = previous_modules
-    mrml.Clear(True)
+    from AutoSegCoreLib.headless_mrml import headless_scene
+
+    with headless_scene() as mrml:
+        yield mrml
