@@ -285,3 +285,23 @@ def test_progress_runs_once_over_all_folds(folder: Path) -> None:
     assert done == sorted(done)
     assert calls[-1][1] == calls[-1][2]
     assert len(calls) == 4  # two tiles per fold, two folds
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [((2, 3, 8, 12, 10), torch.channels_last_3d), ((2, 3, 12, 10), torch.channels_last)],
+)
+def test_cpu_bf16_runs_channels_last_with_the_same_answer(
+    shape: tuple[int, ...], layout: torch.memory_format
+) -> None:
+    conv = nn.Conv3d if len(shape) == 5 else nn.Conv2d
+    network = nn.Sequential(conv(3, 4, 3, padding=1), nn.LeakyReLU(), conv(4, 2, 1)).eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        reference = network(x)
+        logits = precision.in_cpu_bf16(network)(x)
+    assert logits.dtype == torch.float32
+    assert network[0].weight.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(
+        logits, reference, rtol=0.0, atol=0.05 * float(reference.abs().max())
+    )
