@@ -271,10 +271,11 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCancel(self) -> None:
         """Ends the engine's process tree on a helper thread (it may wait seconds for it)."""
-        if self._job is not None:
-            threading.Thread(target=self._job.cancel, daemon=True).start()
-            self.ui.statusLabel.text = _("Cancelling...")
-            self.ui.cancelButton.enabled = False
+        job, self._job = self._job, None  # no more polling: the thread owns the job now
+        if job is not None:
+            threading.Thread(target=job.cancel, daemon=True).start()
+            self.ui.statusLabel.text = _("Cancelled.")
+        self._resetProgress()
 
     def onPoll(self) -> None:
         if self._devices is not None and self._devices.done():
