@@ -6,8 +6,7 @@ The names are loaded on first use (PEP 562), so that reading a constant such as
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autoseg.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "DatasetFingerprint": "autoseg.planning.fingerprint",
@@ -21,8 +20,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

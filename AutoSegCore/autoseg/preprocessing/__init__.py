@@ -8,8 +8,7 @@ Slicer's process without importing scipy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autoseg.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "CaseRecipe": "autoseg.preprocessing.case",
@@ -20,8 +19,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
