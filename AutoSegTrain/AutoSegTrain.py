@@ -49,7 +49,7 @@ from AutoSegCoreLib.synthetic_scenario import train_scenario_model
 from AutoSegTrainLib.case_export import NewLabelsNeedConfirmation, export_case
 from AutoSegTrainLib.dataset_folder import DatasetInfo, create_dataset, list_datasets, open_dataset
 from AutoSegTrainLib.progress_table import COLUMNS, fold_status_rows, step_row
-from AutoSegTrainLib.training_plan import request_from_choices, verify_step
+from AutoSegTrainLib.training_plan import VERIFY_KEY, request_from_choices, verify_step
 from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
 
 POLL_INTERVAL_MS = 500
@@ -110,7 +110,6 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._dataset: DatasetInfo | None = None
         self._run: TrainingRun | None = None
         self._plotModified = 0.0
-        self._verifying = False
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
         self._timer = qt.QTimer()
 
@@ -293,7 +292,6 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onVerify(self) -> None:
         self._startRun([verify_step(self._dataset.folder.name, self.preferences.raw_folder)])
-        self._verifying = True
 
     # Training ----------------------------------------------------------------------------------
 
@@ -315,7 +313,6 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startRun(steps, gpus=request.gpus)
 
     def _startRun(self, steps, gpus: tuple[int, ...] = ()) -> None:
-        self._verifying = False
         self._run = TrainingRun(
             steps, python=self._python(), env_overrides=self.preferences.engine_env(), gpus=gpus
         )
@@ -340,8 +337,8 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateButtons()
             if run.failed_message:
                 slicer.util.errorDisplay(run.failed_message)
-            if self._verifying:  # verify changes nothing: keep its row and show its summary
-                self.ui.trainingStatusLabel.text = "\n".join(run.output_lines("verify"))
+            if [step.key for step in snapshot.steps] == [VERIFY_KEY]:  # keep its row and summary
+                self.ui.trainingStatusLabel.text = "\n".join(run.output_lines(VERIFY_KEY))
             else:
                 self.refreshDatasets()
 

@@ -30,6 +30,7 @@ CASCADE = "3d_cascade_fullres"
 LOWRES = "3d_lowres"
 PLAN_KEY = "plan"
 FIND_BEST_KEY = "find_best"
+VERIFY_KEY = "verify"
 GT_FOLDER = "gt_segmentations"
 
 FoldKey = tuple[str, int | str]
@@ -285,7 +286,7 @@ def verify_step(dataset: str, raw_root: Path) -> EngineStep:
     failure message and the module needs no second way of running the engine.
     """
     args = ("verify", "-d", dataset, "--raw", os.fspath(raw_root), "--progress", "json")
-    return EngineStep(key="verify", label="Verify the dataset", args=args)
+    return EngineStep(key=VERIFY_KEY, label="Verify the dataset", args=args)
 
 
 def request_from_choices(dataset: str, choices: Any, device: str) -> TrainingRequest:
