@@ -6,8 +6,9 @@ Prints, per configuration and device:
   waiting for data vs in forward/backward/step (GPU work is synchronised before timing);
 - validation-forward batches/s, and peak memory.
 
-For scale: on the 2-core CPU machine the reference implementation needs about 2.5 s per iteration
-(including its per-epoch validation) for 3d_fullres of this dataset.
+For scale, the reference implementation's figures on the same machine come from
+bench/reference/run_reference_training.sh (2-core CPU, 3d_fullres: 3.8 s per training step,
+1.1 s per validation batch, 152 s per epoch of 25 + 50 iterations).
 
     python bench/train_speed.py [--device cpu|cuda] [--iterations 10] [--workers 0 1 2]
         [--configurations 3d_fullres 2d] [--amp auto|on|off]
