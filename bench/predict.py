@@ -13,8 +13,9 @@ Every scenario runs in its own Python process, so its peak RSS (``ru_maxrss``) i
   3d_fullres-like plan (6 stages, 32..320 features, patch 64x128x128 by default) with random
   weights, read from and written to .nii.gz. The issue's bound: peak RSS under 8 GB on the CPU.
 
-For scale (issue 4, reference implementation on this 2-core machine): 160 hippocampus cases with one
-fold and TTA in 300 s (about 1.9 s per case including start-up; 1.2 GB peak).
+For scale, the reference implementation on the same 2-core machine
+(bench/reference/run_reference_prediction.sh, one fold, TTA): 100 hippocampus cases in 322 s,
+3.2 s per case including start-up, 809 MB peak; about 1.9 s per case of network passes.
 
     python bench/predict.py [--model FOLDER] [--folds 0 1 ...] [--cases 5] [--splits FILE]
         [--device cpu|cuda] [--precision auto|fp32] [--skip-hippocampus] [--skip-ct]
