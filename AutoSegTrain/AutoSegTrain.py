@@ -346,11 +346,12 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._fillTable([step_row(step) for step in snapshot.steps])
         self.ui.trainingStatusLabel.text = snapshot.status
         plots = [s.fold_progress.progress_png for s in snapshot.running if s.fold_progress]
-        plot = Path(plots[0]) if plots and plots[0] else Path()
-        if plot.is_file() and plot.stat().st_mtime != self._plotModified:
+        plot = Path(plots[0]) if plots and plots[0] else None
+        modified = plot.stat().st_mtime if plot is not None and plot.is_file() else None
+        if modified is not None and modified != self._plotModified:
             pixmap = qt.QPixmap(str(plot))
             if not pixmap.isNull():  # null when caught half-written: read again next time
-                self._plotModified = plot.stat().st_mtime
+                self._plotModified = modified
                 self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(400))
 
     def _fillDevices(self, info: DeviceInfo | None) -> None:

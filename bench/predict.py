@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from peak_memory import peak_rss_mb
+
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 HIPPOCAMPUS = "Dataset004_Hippocampus"
 MODEL_NAME = "AutoSegTrainer__AutoSegPlans__3d_fullres"
 CT_SPACING_XYZ = (0.8, 0.8, 1.5)
-
-
-def peak_rss_mb() -> float:
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 # ------------------------------------------------------------------------------------ worker

@@ -10,9 +10,7 @@ hippocampus cases on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,23 +25,16 @@ from autoseg.stages import (
     preprocess_configurations,
 )
 from autoseg.synthetic import make_synthetic_dataset
+from peak_memory import peak_rss_mb
 
 SHARED_RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
-
-def peak_rss_mb() -> tuple[float, float]:
-    """Peak resident memory of this process and of its largest finished child, in MB (Linux: KiB)."""
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
-    return own, children
 
 
 def timed(label: str, cases: int, action: Callable[[], object]) -> None:
     started = time.perf_counter()
     action()
     seconds = time.perf_counter() - started
-    own, children = peak_rss_mb()
+    own, children = peak_rss_mb(), peak_rss_mb(children=True)
     print(
         f"{label:<38} {seconds:7.2f} s {cases / seconds:8.1f} cases/s "
         f"peak RSS {own:6.0f} MB (workers {children:5.0f} MB)"

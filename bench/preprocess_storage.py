@@ -12,7 +12,6 @@ Usage: python bench/preprocess_storage.py
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,20 +21,12 @@ import numpy as np
 
 from autoseg.preprocessing.case import PreprocessedCase
 from autoseg.preprocessing.storage import load_case, save_case
+from peak_memory import peak_rss_mb
 
 SHAPES = {"hippocampus": (1, 36, 50, 35), "ct": (1, 200, 512, 512)}
 PATCHES = {"3d 40x56x40": (40, 56, 40), "2d 56x40": (1, 56, 40)}
 TIME_PER_CELL = 1.0  # seconds spent per measurement
 COMPRESSED_READS = 3  # compressed archives inflate the whole array per read: few reads suffice
-
-
-def _peak_memory_mib() -> float:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return float("nan")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
 def _drop_cache(path: Path) -> bool:
@@ -125,7 +116,7 @@ def main() -> None:
             f"{name:<12} {patch_name:<12} {warm:>16.0f} {cold:>16.0f} {compressed:>13.2f} "
             f"{sizes[0]:>6.1f}/{sizes[1]:<6.1f} {w_npy:>7.2f}/{w_npz:<7.2f}"
         )
-    print(f"peak memory (ru_maxrss): {_peak_memory_mib():.0f} MiB")
+    print(f"peak memory (ru_maxrss): {peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":

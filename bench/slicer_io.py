@@ -12,7 +12,6 @@ stage prints seconds and the process's peak RSS so far.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from peak_memory import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 for folder in ("AutoSegCore", "AutoSegTrain", "AutoSegPredict"):
@@ -32,11 +33,6 @@ from AutoSegPredictLib.segmentation_import import import_label_file  # noqa: E40
 from AutoSegPredictLib.volume_io import write_input_volumes  # noqa: E402
 from AutoSegTrainLib.case_export import export_case  # noqa: E402
 from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def timed(label: str, action: Callable[[], object]) -> object:

@@ -17,7 +17,6 @@ bench/reference/run_reference_training.sh (2-core CPU, 3d_fullres: 3.8 s per tra
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -40,13 +39,9 @@ from autoseg.training.recipe import build_batch_streams, build_training_parts
 from autoseg.training.run import split_for
 from autoseg.training.settings import TrainingSettings
 from autoseg.training.trainer import LoopState, Trainer
+from peak_memory import peak_rss_mb
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
-
-def peak_rss_mb() -> float:
-    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def prepare(root: Path, data: Path) -> DataRoots:

@@ -295,9 +295,7 @@ class TrainingRun:
         """A step whose progress cannot be read any more: end it and fail the run."""
         slot.stderr.append(f"cannot follow its progress: {error}")
         if slot.process is not None:
-            cancel = threading.Thread(target=slot.process.cancel, args=(CANCEL_TIMEOUT_S,))
-            cancel.daemon = True
-            cancel.start()
+            _cancel_in_background(slot.process, CANCEL_TIMEOUT_S)
         self._finish(slot, -1)
 
     def _drain(self, slot: _Slot) -> None:
@@ -360,9 +358,14 @@ class TrainingRun:
         for slot in self._slots:
             if slot.state == "running" and not slot.stop_requested and slot.process is not None:
                 slot.stop_requested = True
-                threading.Thread(target=slot.process.cancel, args=(timeout,), daemon=True).start()
+                _cancel_in_background(slot.process, timeout)
 
     def _cancel_waiting(self) -> None:
         for slot in self._slots:
             if slot.state == "waiting":
                 slot.state = "cancelled"
+
+
+def _cancel_in_background(process: EngineProcess, timeout: float) -> None:
+    """End ``process``'s tree from a helper thread: the grace period must not block a tick."""
+    threading.Thread(target=process.cancel, args=(timeout,), daemon=True).start()
