@@ -79,6 +79,10 @@ def _rgb_to_01(
     return (image / 255.0).astype(np.float32)
 
 
+# Schemes that use the dataset's intensity statistics (the fingerprint's) rather than only the case:
+# a change of those statistics changes the preprocessed cases of these channels only.
+SCHEMES_USING_DATASET_STATISTICS = frozenset({"CT"})
+
 NORMALIZERS: dict[str, Normalizer] = {
     "CT": _ct,
     "ZScore": _zscore,

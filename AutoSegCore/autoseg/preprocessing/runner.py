@@ -8,8 +8,10 @@ Output layout (``output_dir`` = ``preprocessed/DatasetXXX``)::
     <data_identifier>/CASE.*     preprocessed cases (see storage.py)
 
 Configurations that share a ``data_identifier`` (3d_cascade_fullres reuses 3d_fullres's data) are
-processed once. Re-running skips cases that are already complete, so an interrupted run resumes;
-``clean`` deletes only the folders of the requested data identifiers first.
+processed once. Re-running skips cases that are complete and current, so an interrupted run
+resumes; a case whose raw files or settings changed is redone and a case no longer in the dataset
+is deleted, each with one line on stderr (see :mod:`autoseg.preprocessing.freshness`). ``clean``
+deletes only the folders of the requested data identifiers first.
 
 Cases run in a "spawn" process pool (see :mod:`autoseg.parallel`); each worker reads its own images,
 so only small task descriptions cross process boundaries.
@@ -20,9 +22,11 @@ from __future__ import annotations
 import filecmp
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autoseg.atomic import atomic_path
 from autoseg.dataset import DATASET_JSON, CaseFiles, load_dataset_json, training_cases
@@ -31,7 +35,8 @@ from autoseg.image_io import choose_reader_writer
 from autoseg.parallel import map_cases
 from autoseg.plans import Plans
 from autoseg.preprocessing.case import CaseRecipe, preprocess_case
-from autoseg.preprocessing.storage import is_complete, save_case
+from autoseg.preprocessing.freshness import case_provenance, recipe_digest, reconcile
+from autoseg.preprocessing.storage import save_case
 from autoseg.progress import ProgressCallback, no_progress
 
 GT_FOLDER = "gt_segmentations"
@@ -47,6 +52,7 @@ class _CaseTask:
     output: Path
     file_ending: str
     reader: str
+    provenance: dict[str, Any]
 
 
 def _run_case(task: _CaseTask) -> str:
@@ -60,7 +66,7 @@ def _run_case(task: _CaseTask) -> str:
         if task.case.label is not None:
             seg, _ = reader.read_seg(task.case.label)
         result = preprocess_case(images, seg, geometry.spacing, task.recipe, geometry.to_json())
-        save_case(task.output, case_id, result)
+        save_case(task.output, case_id, result, task.provenance)
     except AutoSegError as error:
         if type(error) is AutoSegError:
             raise
@@ -103,10 +109,21 @@ def _copy_splits(raw: Path, output: Path) -> None:
         )
 
 
+def _remove_other_ground_truth(folder: Path, case_ids: set[str], ending: str) -> None:
+    """Labels (and TIFF spacing files) of cases no longer in the dataset: evaluation must not
+    find them."""
+    suffixes = (ending, ".json") if ending.lower() in (".tif", ".tiff") else (ending,)
+    for path in folder.glob("*") if folder.is_dir() else ():
+        suffix = next((s for s in suffixes if path.name.endswith(s)), None)
+        if suffix and not path.name.startswith(".") and path.name[: -len(suffix)] not in case_ids:
+            path.unlink()
+
+
 def _copy_ground_truth(
     cases: Sequence[CaseFiles], folder: Path, ending: str, progress: ProgressCallback
 ) -> None:
     labelled = [case for case in cases if case.label is not None]
+    _remove_other_ground_truth(folder, {case.case_id for case in labelled}, ending)
     progress("copying ground truth", 0, len(labelled))
     for done, case in enumerate(labelled, start=1):
         label = Path(case.label)  # type: ignore[arg-type]
@@ -135,7 +152,11 @@ def _preprocess_configuration(
     if clean and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [task for task in tasks if not is_complete(folder, task.case.case_id)]
+    state = reconcile(folder, {task.case.case_id: task.provenance for task in tasks})
+    for line in state.messages(folder):
+        print(line, file=sys.stderr)  # one line per surprise, like the CLI's notes
+    redo = set(state.todo)
+    todo = [task for task in tasks if task.case.case_id in redo]
     stage = f"preprocessing {folder.name}"
     if not todo:
         progress(stage, len(tasks), len(tasks))
@@ -186,5 +207,9 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
         seen.add(config.data_identifier)
         folder = output / config.data_identifier
         recipe = CaseRecipe.from_plans(plans, config.name, spec.labels)
-        tasks = [_CaseTask(c, recipe, folder, spec.file_ending, reader.name) for c in cases]
+        digest = recipe_digest(recipe, reader.name)
+        tasks = [
+            _CaseTask(c, recipe, folder, spec.file_ending, reader.name, case_provenance(c, digest))
+            for c in cases
+        ]
         _preprocess_configuration(tasks, folder, clean, processes, progress)

@@ -13,7 +13,10 @@ from autoseg.preprocessing.storage import (
     load_case,
     load_class_locations,
     load_properties,
+    remove_case,
+    remove_cases_except,
     save_case,
+    stored_provenance,
 )
 
 
@@ -79,3 +82,32 @@ def test_files_load_without_pickle(tmp_path: Path) -> None:
             loaded = np.load(path, allow_pickle=False)
             if hasattr(loaded, "close"):
                 loaded.close()
+
+
+def test_provenance_is_stored_and_read_back(tmp_path: Path) -> None:
+    provenance = {"format": 1, "settings": "abc", "sources": {"images": [], "label": None}}
+    save_case(tmp_path, "a", _case(), provenance)
+    save_case(tmp_path, "old", _case())  # as the previous version wrote cases
+    assert stored_provenance(tmp_path, "a") == provenance
+    assert stored_provenance(tmp_path, "old") is None
+    (tmp_path / "a.npy").unlink()
+    assert stored_provenance(tmp_path, "a") is None  # incomplete counts as unknown
+
+
+def test_removing_other_cases_spares_kept_files_with_ambiguous_names(tmp_path: Path) -> None:
+    for case_id in ("x", "x_seg", "gone"):
+        save_case(tmp_path, case_id, _case())
+    (tmp_path / "notes.json").write_text("{}")  # not a case of ours (no arrays)
+    (tmp_path / ".gone.npy.tmp.npy").write_text("")  # a write in progress
+    assert remove_cases_except(tmp_path, ["x_seg"]) == ["gone", "x"]
+    assert case_ids(tmp_path) == ["x_seg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".gone.npy.tmp.npy",
+        "notes.json",
+        "x_seg.json",
+        "x_seg.npy",
+        "x_seg_locations.npz",
+        "x_seg_seg.npy",
+    ]
+    remove_case(tmp_path, "x_seg")
+    assert case_ids(tmp_path) == []
