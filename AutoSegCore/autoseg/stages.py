@@ -2,12 +2,14 @@
 
 Each stage reads what the previous one wrote (dataset.json and images -> fingerprint -> plans ->
 preprocessed arrays), so stages can be re-run independently and a finished stage is not repeated
-unless ``clean`` is asked for.
+unless ``clean`` is asked for, or its inputs changed: a fingerprint of an older version of the
+dataset is recomputed, and plans made from one are used with a one-line note on stderr.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from autoseg.planning import (
     extract_fingerprint,
     plan_experiment,
 )
-from autoseg.planning.fingerprint import FINGERPRINT_FILE
+from autoseg.planning.fingerprint import FINGERPRINT_FILE, planned_from, stale_reason
 from autoseg.plans import Plans
 from autoseg.preprocessing import preprocess_dataset
 from autoseg.progress import ProgressCallback, no_progress
@@ -79,13 +81,38 @@ def fingerprint_dataset(
     clean: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> DatasetFingerprint:
-    """Load the dataset's fingerprint, computing and saving it first when absent (or ``clean``)."""
-    if folders.fingerprint_file.is_file() and not clean:
-        return DatasetFingerprint.load(folders.fingerprint_file)
+    """Load the dataset's fingerprint, computing and saving it first when absent, computed from
+    an older version of the dataset, or ``clean``."""
     raw = open_raw_dataset(folders.raw)
+    if folders.fingerprint_file.is_file() and not clean:
+        stored = DatasetFingerprint.load(folders.fingerprint_file)
+        reason = stale_reason(stored, raw.cases, raw.reader.name)
+        if reason is None:
+            return stored
+        _note(f"{folders.fingerprint_file}: recomputing it, because {reason}")
     fingerprint = extract_fingerprint(raw.cases, raw.reader.name, num_processes, progress)
     fingerprint.save(folders.fingerprint_file)
     return fingerprint
+
+
+def _note(line: str) -> None:
+    """One line on stderr for a surprise the user should know about (stdout may carry JSON)."""
+    print(line, file=sys.stderr)
+
+
+def _outdated_plans(folders: DatasetFolders, plans: Plans) -> str | None:
+    """Why the plans may not describe the current raw data; None when they do (or no fingerprint
+    is there to tell)."""
+    if not folders.fingerprint_file.is_file():
+        return None
+    fingerprint = DatasetFingerprint.load(folders.fingerprint_file)
+    raw = open_raw_dataset(folders.raw)
+    reason = stale_reason(fingerprint, raw.cases, raw.reader.name)
+    if reason is not None:
+        return f"they were planned from a fingerprint that is out of date ({reason})"
+    if not planned_from(plans, fingerprint):
+        return "they were planned from an earlier fingerprint than the current one"
+    return None
 
 
 def _keep_custom_configurations(new: Plans, previous_file: Path) -> Plans:
@@ -106,6 +133,13 @@ def plan_dataset(folders: DatasetFolders, options: PlannerOptions | None = None)
             f"{folders.name}' first."
         )
     raw = open_raw_dataset(folders.raw)
+    fingerprint = DatasetFingerprint.load(folders.fingerprint_file)
+    reason = stale_reason(fingerprint, raw.cases, raw.reader.name)
+    if reason is not None:
+        _note(
+            f"{folders.fingerprint_file}: planning from it although {reason}. Fix: run "
+            f"'autoseg extract_fingerprint -d {folders.name}' (or plan_and_preprocess) first."
+        )
     task = PlanningTask(
         dataset_name=folders.name,
         channel_names=raw.spec.channel_names,
@@ -113,7 +147,7 @@ def plan_dataset(folders: DatasetFolders, options: PlannerOptions | None = None)
         num_training=len(raw.cases),
         image_reader_writer=raw.reader.name,
     )
-    plans = plan_experiment(DatasetFingerprint.load(folders.fingerprint_file), task, options)
+    plans = plan_experiment(fingerprint, task, options)
     plans_file = folders.plans_file(plans.plans_name)
     plans = _keep_custom_configurations(plans, plans_file)
     plans.save(plans_file)
@@ -135,6 +169,12 @@ def preprocess_configurations(
     datasets that do not need it; the caller can compare the returned names with the request.
     """
     plans = Plans.load(folders.plans_file(plans_name))
+    outdated = _outdated_plans(folders, plans)
+    if outdated is not None:
+        _note(
+            f"{folders.plans_file(plans_name)}: {outdated}; preprocessing with them as they are. "
+            f"Fix: run 'autoseg plan_and_preprocess -d {folders.name}' to plan from the current data."
+        )
     wanted = [name for name in configurations if name in plans.configurations]
     if not isinstance(num_processes, int) and len(num_processes) == len(configurations):
         # One count per requested configuration (nnU-Net's "-np 8 4 8"): keep those still wanted.

@@ -6,13 +6,18 @@ estimator instead: every foreground voxel of a case carries weight 1/(its case's
 statistics are weighted. That is deterministic, needs no 10^8-element sample array, and gives the
 same numbers up to the sampling noise the method accepts. Very large foregrounds are subsampled (without
 replacement, fixed seed) to keep memory bounded.
+
+The fingerprint also records what it was computed from (the reader and every case's raw file
+stamps, see :mod:`autoseg.provenance`): :func:`stale_reason` tells a fingerprint of an older
+version of the dataset (cases added, removed or changed) from a current one, so re-running the
+pipeline recomputes it instead of planning from data the user has since fixed.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +29,16 @@ from autoseg.errors import AutoSegError
 from autoseg.geometry import crop_to_nonzero
 from autoseg.image_io import READER_WRITERS
 from autoseg.parallel import map_cases
-from autoseg.plans import IntensityStats
+from autoseg.plans import IntensityStats, Plans
 from autoseg.progress import ProgressCallback, no_progress
+from autoseg.provenance import case_sources, describe_case_changes, settings_digest
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 TOTAL_VALUE_BUDGET = 20_000_000
 MIN_VALUES_PER_CASE = 10_000
 SAMPLING_SEED = 1234
+# Raise when a change of this module changes the fingerprint of the same data.
+FINGERPRINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,12 @@ class DatasetFingerprint:
     shapes_after_crop: list[tuple[int, ...]]
     foreground_intensity_properties_per_channel: dict[str, IntensityStats]
     median_relative_size_after_cropping: float
+    # {"format", "reader", "cases": {case_id: raw file stamps}}; None when computed by an older
+    # AutoSeg (or from arrays in memory).
+    provenance: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        provenance = {} if self.provenance is None else {"provenance": self.provenance}
         return {
             "spacings": [list(s) for s in self.spacings],
             "shapes_after_crop": [list(s) for s in self.shapes_after_crop],
@@ -50,6 +62,7 @@ class DatasetFingerprint:
                 k: asdict(v) for k, v in self.foreground_intensity_properties_per_channel.items()
             },
             "median_relative_size_after_cropping": self.median_relative_size_after_cropping,
+            **provenance,
         }
 
     @classmethod
@@ -62,6 +75,7 @@ class DatasetFingerprint:
                 for k, v in data["foreground_intensity_properties_per_channel"].items()
             },
             median_relative_size_after_cropping=float(data["median_relative_size_after_cropping"]),
+            provenance=data.get("provenance") if isinstance(data.get("provenance"), dict) else None,
         )
 
     def save(self, path: Path) -> None:
@@ -188,8 +202,44 @@ def extract_fingerprint(
         raise AutoSegError(
             "the dataset has no training cases. Fix: add cases to imagesTr/labelsTr."
         )
+    provenance = dataset_provenance(cases, reader_name)  # before reading: a later edit shows
     max_values = max(TOTAL_VALUE_BUDGET // len(cases), MIN_VALUES_PER_CASE)
     jobs = [_CaseJob(reader_name, case, max_values) for case in cases]
-    return combine_case_fingerprints(
+    fingerprint = combine_case_fingerprints(
         map_cases(_run_case_job, jobs, num_processes, progress, "fingerprint")
+    )
+    return replace(fingerprint, provenance=provenance)
+
+
+def dataset_provenance(cases: Sequence[CaseFiles], reader_name: str) -> dict[str, Any]:
+    """What a fingerprint of these cases is computed from."""
+    return {
+        "format": FINGERPRINT_FORMAT,
+        "reader": reader_name,
+        "cases": {case.case_id: case_sources(case) for case in cases},
+    }
+
+
+def stale_reason(
+    fingerprint: DatasetFingerprint, cases: Sequence[CaseFiles], reader_name: str
+) -> str | None:
+    """Why ``fingerprint`` does not describe the current training cases; None when it does."""
+    old = fingerprint.provenance
+    if old is None:
+        return "it has no record of the cases it was computed from (written by an older AutoSeg)"
+    if old.get("format") != FINGERPRINT_FORMAT:
+        return "it was computed by another version of the fingerprint code"
+    if old.get("reader") != reader_name:
+        return f"the images are now read with {reader_name}, not {old.get('reader')}"
+    new = dataset_provenance(cases, reader_name)["cases"]
+    changes = describe_case_changes(old.get("cases") or {}, new)
+    return None if changes is None else f"the dataset changed since: {changes}"
+
+
+def planned_from(plans: Plans, fingerprint: DatasetFingerprint) -> bool:
+    """Whether the plans carry this fingerprint's intensity statistics (they are copied at
+    planning time), i.e. were made from it and not from an older fingerprint."""
+    stats = fingerprint.foreground_intensity_properties_per_channel
+    return settings_digest(plans.foreground_intensity_properties_per_channel) == settings_digest(
+        stats
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from autoseg.planning.fingerprint import (
     extract_fingerprint,
     fingerprint_case,
     intensity_statistics,
+    stale_reason,
     weighted_percentiles,
 )
 
@@ -74,3 +76,24 @@ def test_dataset_fingerprint_in_one_or_two_processes_and_round_trip(make_dataset
     assert one.median_relative_size_after_cropping == 1.0
     one.save(tmp_path / "fp.json")
     assert DatasetFingerprint.load(tmp_path / "fp.json") == one
+
+
+def test_fingerprint_records_its_cases_and_tells_when_they_changed(make_dataset, tmp_path: Path):
+    folder = make_dataset("Dataset015_Fresh", num_cases=2, shape=(8, 8, 8))
+    cases = training_cases(folder, load_dataset_json(folder / "dataset.json"))
+    fingerprint = extract_fingerprint(cases, "SimpleITKIO")
+    fingerprint.save(tmp_path / "fp.json")
+    loaded = DatasetFingerprint.load(tmp_path / "fp.json")
+    assert loaded.provenance == fingerprint.provenance
+    assert set(loaded.provenance["cases"]) == {"case_000", "case_001"}
+    assert stale_reason(loaded, cases, "SimpleITKIO") is None
+    assert "read with NibabelIO" in stale_reason(loaded, cases, "NibabelIO")
+    assert stale_reason(loaded, cases[:1], "SimpleITKIO") == (
+        "the dataset changed since: 1 case(s) removed (case_001)"
+    )
+    label = cases[0].label
+    stamp = label.stat().st_mtime_ns + 10**9
+    os.utime(label, ns=(stamp, stamp))
+    assert "1 case(s) changed (case_000)" in stale_reason(loaded, cases, "SimpleITKIO")
+    legacy = DatasetFingerprint.from_json({**fingerprint.to_json(), "provenance": None})
+    assert "no record" in stale_reason(legacy, cases, "SimpleITKIO")
