@@ -1,0 +1,166 @@
+"""The table of broken inputs: each row is refused cleanly by every command that reads it.
+
+One row per bad-input class (see conftest.py for how to add one). Builders return the file the
+error must name; ``refused`` lists the commands that must stop with a one-line error, ``warned`` those
+that must go on with a WARNING line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import (
+    SHAPE,
+    BadInput,
+    Workspace,
+    assert_case_not_stored,
+    refuse,
+    row_commands,
+    truncate,
+    warn,
+    write_volume,
+)
+
+RAW = ("verify", "plan_and_preprocess")
+
+
+def _label_with(ws: Workspace, value: float, dtype: str) -> Path:
+    ws.raw_dataset()
+    seg = ws.valid_label().astype(dtype)
+    seg[2, 2, 2] = value
+    return write_volume(ws.label_file("case_001"), seg)
+
+
+def undeclared_label(ws: Workspace) -> Path:
+    return _label_with(ws, 3, "uint8")
+
+
+def negative_label(ws: Workspace) -> Path:
+    return _label_with(ws, -1, "int16")
+
+
+def fractional_label(ws: Workspace) -> Path:
+    return _label_with(ws, 1.2, "float32")
+
+
+def nan_image_mha(ws: Workspace) -> Path:
+    ws.raw_dataset(file_ending=".mha")
+    image = np.full(SHAPE, np.nan, dtype=np.float32)
+    return write_volume(ws.image_file("case_001", file_ending=".mha"), image)
+
+
+def label_size_mismatch(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.label_file("case_001"), ws.valid_label()[:, :-2])
+
+
+def label_spacing_mismatch(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.label_file("case_001"), ws.valid_label(), spacing=(2.0, 1.0, 1.0))
+
+
+def truncated_image(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return truncate(ws.image_file("case_001"))
+
+
+def truncated_label(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return truncate(ws.label_file("case_001"))
+
+
+def image_2d_in_3d_dataset(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.image_file("case_001"), np.ones(SHAPE[1:], dtype=np.float32))
+
+
+def missing_channel_file(ws: Workspace) -> Path:
+    ws.raw_dataset(channels=2)
+    path = ws.image_file("case_001", channel=1)
+    path.unlink()
+    return path
+
+
+def wrong_file_ending(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.image_file("case_001")
+    return path.rename(path.with_name(path.name.removesuffix(".gz")))
+
+
+def empty_label_file(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.label_file("case_001")
+    path.write_bytes(b"")
+    return path
+
+
+def garbage_image_file(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.image_file("case_001")
+    path.write_bytes(b"this is not an image" * 50)
+    return path
+
+
+def four_d_image_in_one_channel_dataset(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    # a 4D file (two volumes) where dataset.json declares one channel
+    image = np.ones((2, *SHAPE), dtype=np.float32)
+    return write_volume(ws.image_file("case_001"), image, spacing=(1.0,) * 4)
+
+
+def dataset_json_invalid(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.dataset_dir / "dataset.json"
+    path.write_text('{"labels": ', encoding="utf-8")
+    return path
+
+
+def truncated_predict_input(ws: Workspace) -> Path:
+    return truncate(ws.predict_inputs() / "in_000_0000.nii.gz")
+
+
+def truncated_prediction(ws: Workspace) -> Path:
+    ws.evaluation_folders()
+    return truncate(ws.prediction_dir / "case_000.nii.gz")
+
+
+def truncated_reference(ws: Workspace) -> Path:
+    ws.evaluation_folders()
+    return truncate(ws.reference_dir / "case_000.nii.gz")
+
+
+def background_only_label(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.label_file("case_001"), np.zeros(SHAPE, dtype=np.uint8))
+
+
+def label_origin_shifted(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.label_file("case_001"), ws.valid_label(), origin=(5.0, 0.0, 0.0))
+
+
+TABLE = [
+    BadInput("missing-channel-file", missing_channel_file, refused=RAW),
+    BadInput("wrong-file-ending", wrong_file_ending, refused=RAW),
+    BadInput("empty-label-file", empty_label_file, refused=RAW, case_id="case_001"),
+    BadInput("garbage-image-file", garbage_image_file, refused=RAW, case_id="case_001"),
+    BadInput("dataset-json-invalid", dataset_json_invalid, refused=RAW),
+    BadInput("background-only-label", background_only_label, warned=("verify",)),
+    BadInput("label-origin-shifted", label_origin_shifted, warned=("verify",)),
+]
+
+
+@pytest.mark.parametrize(("row", "command"), row_commands(TABLE))
+def test_bad_input_is_handled_cleanly(
+    row: BadInput, command: str, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = row.build(workspace)
+    if command in row.warned:
+        warn(workspace, capsys, command, bad)
+        return
+    refuse(workspace, capsys, command, bad)
+    if command == "plan_and_preprocess" and row.case_id:
+        assert_case_not_stored(workspace, row.case_id)
