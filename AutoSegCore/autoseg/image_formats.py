@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from autoseg.errors import AutoSegError
+from autoseg.truncation import ensure_complete
 
 #: Spacing given to the artificial first axis of 2D data, so that it is never resampled or patched.
 FAKE_2D_SPACING = 999.0
@@ -84,13 +85,18 @@ def read_error(path: Path, problem: object, fix: str = "") -> AutoSegError:
 
 
 def read_sitk(path: Path) -> sitk.Image:
-    """Read a whole image, turning SimpleITK failures into :class:`AutoSegError`."""
+    """Read a whole image, turning SimpleITK failures into :class:`AutoSegError`.
+
+    A file that ends early is refused first: ITK would silently fill it with zeros.
+    """
     path = Path(path)
     if not path.is_file():
         raise read_error(path, "file not found", "check the path and the dataset's file_ending.")
+    ensure_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        ensure_complete(path, thorough=True)  # names damaged compressed data precisely
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
         raise read_error(path, f"cannot be read ({first})") from exc
 

@@ -124,7 +124,7 @@ def write_volume(
     return path
 
 
-def truncate(path: Path, fraction: float = 0.6) -> Path:
+def truncate(path: Path, fraction: float = 0.9) -> Path:
     """Cut a file to ``fraction`` of its bytes, as an interrupted copy or download leaves it."""
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[: max(1, math.floor(len(data) * fraction))])

@@ -143,6 +143,11 @@ def label_origin_shifted(ws: Workspace) -> Path:
 
 
 TABLE = [
+    BadInput("truncated-image", truncated_image, refused=RAW, case_id="case_001"),
+    BadInput("truncated-label", truncated_label, refused=RAW, case_id="case_001"),
+    BadInput("truncated-predict-input", truncated_predict_input, refused=("predict",)),
+    BadInput("truncated-prediction", truncated_prediction, refused=("evaluate",)),
+    BadInput("truncated-reference", truncated_reference, refused=("evaluate",)),
     BadInput("missing-channel-file", missing_channel_file, refused=RAW),
     BadInput("wrong-file-ending", wrong_file_ending, refused=RAW),
     BadInput("empty-label-file", empty_label_file, refused=RAW, case_id="case_001"),
