@@ -5,18 +5,18 @@ resuming, logs, every validation prediction). Export picks the plans, the datase
 checkpoint per fold and the small reports that document the model, so a shared zip stays small.
 
 Import treats the zip as untrusted input. Every member is checked before anything is written (no
-absolute paths, drive letters, ``..``, backslashes or symlinks; exactly one ``DatasetXXX_Name/`` top
-folder; nothing that would land outside the results root). Files are extracted into a staging
-folder inside the results root and only then moved into place, so a damaged or hostile zip never
-leaves half an import behind, and files the user already has are replaced only when asked.
+absolute paths, drive letters, ``..``, backslashes, duplicates or symlinks; exactly one
+``DatasetXXX_Name/`` top folder; nothing that would land outside the results root; only the files
+export writes; sizes within the limits that stop zip bombs: see :mod:`autoseg.model_zip_layout`).
+Files are extracted into a staging folder inside the results root and only then moved into place,
+so a damaged or hostile zip never leaves half an import behind, and files the user already has are
+replaced only when asked.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
-import stat
 import tempfile
 import zipfile
 import zlib
@@ -26,14 +26,16 @@ from pathlib import Path
 
 from autoseg.atomic import atomic_path
 from autoseg.errors import AutoSegError
+from autoseg.model_zip_layout import (
+    DATASET_FOLDER,
+    ENSEMBLES_DIR,
+    FOLD_FILES,
+    OPTIONAL_MODEL_FILES,
+    REQUIRED_MODEL_FILES,
+    SHARED_FILES,
+    archive_problems,
+)
 
-_DATASET_FOLDER = re.compile(r"Dataset\d{3,}_[^/\\:]+")
-REQUIRED_MODEL_FILES = ("plans.json", "dataset.json")
-OPTIONAL_MODEL_FILES = ("dataset_fingerprint.json",)
-# Written by postprocessing / best-configuration search, at dataset level or in a model folder.
-SHARED_FILES = ("postprocessing.json", "inference_information.json", "inference_instructions.txt")
-ENSEMBLES_DIR = "ensembles"  # model_selection's folder of evaluated configuration pairs
-FOLD_FILES = ("training_settings.json", "network.txt", "progress.png")
 LATEST_CHECKPOINT = "checkpoint_latest.pth"
 # Already compressed (or incompressible float weights): deflating them only costs time.
 _STORED_ENDINGS = (".pth", ".png", ".gz", ".npz", ".zip")
@@ -87,7 +89,7 @@ def export_model(
 
 def _check_dataset_folder(folder: Path) -> Path:
     folder = folder.resolve()
-    if not folder.is_dir() or not _DATASET_FOLDER.fullmatch(folder.name):
+    if not folder.is_dir() or not DATASET_FOLDER.fullmatch(folder.name):
         raise AutoSegError(
             f"{folder} is not a folder named DatasetXXX_Name. Pass the results folder of one "
             "dataset, e.g. <results>/Dataset004_Hippocampus."
@@ -229,44 +231,12 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         ) from error
 
 
-def _member_problem(info: zipfile.ZipInfo, root: Path) -> str | None:
-    """Why a member is unsafe or does not belong in a model zip; None when it is fine."""
-    name, mode = info.filename, info.external_attr >> 16
-    parts = name.removesuffix("/").split("/")
-    checks = (
-        ("\\" in name, "contains a backslash"),
-        (":" in name, "contains a drive letter or colon"),
-        (name.startswith("/"), "is an absolute path"),
-        (bool({"", ".", ".."} & set(parts)), "has an empty, '.' or '..' path component"),
-        (not _DATASET_FOLDER.fullmatch(parts[0]), "is not inside a DatasetXXX_Name/ folder"),
-        (len(parts) == 1 and not info.is_dir(), "is a file where the top folder belongs"),
-        (stat.S_ISLNK(mode), "is a symbolic link"),
-        (stat.S_IFMT(mode) not in {0, stat.S_IFREG, stat.S_IFDIR}, "is not a file or folder"),
-        (bool(info.flag_bits & 0x1), "is encrypted"),
-        (not (root / name).resolve().is_relative_to(root), f"would be written outside {root}"),
-    )
-    return next((reason for failed, reason in checks if failed), None)
-
-
 def _validate_members(zip_path: Path, members: list[zipfile.ZipInfo], root: Path) -> str:
     """Check every member before anything is written; returns the single top folder."""
-    problems: list[str] = [] if members else ["the zip is empty"]
-    tops: set[str] = set()
-    seen: set[str] = set()
-    for info in members:
-        reason = _member_problem(info, root)
-        if reason is None and info.filename in seen:
-            reason = "appears more than once"
-        seen.add(info.filename)
-        if reason is None:
-            tops.add(info.filename.split("/", 1)[0])
-        else:
-            problems.append(f"{info.filename!r}: {reason}")
-    if len(tops) > 1:
-        problems.append(f"members lie in several top folders: {', '.join(sorted(tops))}")
+    problems, top = archive_problems(members, root)
     if problems:
         _refuse(zip_path, "is not a safe AutoSeg model zip", problems)
-    return tops.pop()
+    return top
 
 
 def _refuse(zip_path: Path, what: str, problems: list[str], fix: str = _NOT_A_MODEL_ZIP) -> None:

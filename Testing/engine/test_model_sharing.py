@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from autoseg import model_zip_layout
 from autoseg.errors import AutoSegError
 from autoseg.model_sharing import ExportOptions, export_model, import_model
 
@@ -106,6 +107,8 @@ def test_include_validation_exports_the_whole_validation_folder(results: Path, t
         for n in ("case_0.nii.gz", "case_0.npz", "case_0.json", "summary.json")
     }
     assert f"{fold}/checkpoint_latest.pth" not in names
+    import_model(tmp_path / "model.zip", tmp_path / "other")  # every exported name is accepted
+    assert (tmp_path / "other" / fold / "validation" / "case_0.npz").is_file()
 
 
 def test_configurations_folds_and_checkpoint_are_chosen(results: Path, tmp_path: Path):
@@ -200,7 +203,7 @@ def test_a_symlinked_dataset_folder_pointing_outside_is_rejected(tmp_path: Path)
 
 
 def test_a_zip_without_a_model_is_rejected(tmp_path: Path):
-    zip_path = _zip(tmp_path / "m.zip", {f"{DATASET}/notes.txt": b"hi"})
+    zip_path = _zip(tmp_path / "m.zip", {f"{DATASET}/inference_instructions.txt": b"hi"})
     with pytest.raises(AutoSegError, match="holds no model"):
         import_model(zip_path, tmp_path / "results")
 
@@ -271,7 +274,7 @@ def test_a_damaged_member_leaves_nothing_behind(tmp_path: Path):
     name = f"{DATASET}/{MODEL.format('2d')}/plans.json"
     zip_path = tmp_path / "damaged.zip"
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(f"{DATASET}/{MODEL.format('2d')}/fold_0/a.txt", b"fine")
+        archive.writestr(f"{DATASET}/{MODEL.format('2d')}/fold_0/network.txt", b"fine")
         archive.writestr(name, payload)
     data = zip_path.read_bytes()
     at = data.rindex(payload) + 10
@@ -280,3 +283,98 @@ def test_a_damaged_member_leaves_nothing_behind(tmp_path: Path):
     with pytest.raises(AutoSegError, match=r"damaged\.zip is damaged"):
         import_model(zip_path, root)
     assert list(root.iterdir()) == []
+
+
+PLANS = f"{DATASET}/{MODEL.format('2d')}/plans.json"
+FOLD = f"{DATASET}/{MODEL.format('2d')}/fold_0"
+
+
+def _assert_nothing_written(tmp_path: Path, zip_name: str) -> None:
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [zip_name]
+
+
+def _fail_if_read(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a member was read: the refusal must come from the listing alone")
+
+
+def _zip_bomb(path: Path, member: str, megabytes: int) -> Path:
+    """A zip with one member of ``megabytes`` MB of zeros, written in 1 MB steps (the zip itself
+    is about 1 kB per MB); the 1 MB buffer is the only memory it takes."""
+    zeros = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(PLANS, b"{}")
+        with archive.open(member, "w", force_zip64=True) as stream:
+            for _ in range(megabytes):
+                stream.write(zeros)
+    return path
+
+
+def test_a_zip_bomb_is_refused_from_its_listing_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zip_path = _zip_bomb(tmp_path / "bomb.zip", f"{FOLD}/checkpoint_final.pth", 200)
+    assert zip_path.stat().st_size < 400_000
+    monkeypatch.setattr(zipfile.ZipFile, "open", _fail_if_read)
+    with pytest.raises(AutoSegError, match=r"(?s)bomb\.zip is not a safe.*inflate 10\d\d:1"):
+        import_model(zip_path, tmp_path / "results")
+    _assert_nothing_written(tmp_path, "bomb.zip")
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        f"{FOLD}/evil.exe",
+        f"{FOLD}/checkpoint_final.pkl",
+        f"{FOLD}/validation/case_0.pkl",
+        f"{FOLD}/debug.json",
+        f"{FOLD}/training_log_2024.txt",
+        f"{FOLD}/sub/checkpoint_final.pth",
+        f"{DATASET}/{MODEL.format('2d')}/run.sh",
+        f"{DATASET}/notes.md",
+        f"{DATASET}/not_a_model/plans.json",
+        f"{DATASET}/{MODEL.format('2d')}/PLANS.JSON",
+    ],
+)
+def test_unknown_members_are_refused(tmp_path: Path, member: str) -> None:
+    zip_path = _zip(tmp_path / "odd.zip", {PLANS: b"{}", member: b"x"})
+    with pytest.raises(AutoSegError, match="is not a file a model zip holds") as error:
+        import_model(zip_path, tmp_path / "results")
+    assert repr(member) in str(error.value)
+    _assert_nothing_written(tmp_path, "odd.zip")
+
+
+def test_folder_entries_on_the_way_to_model_files_are_accepted(tmp_path: Path) -> None:
+    folders = [f"{DATASET}/", f"{DATASET}/{MODEL.format('2d')}/", f"{FOLD}/", f"{FOLD}/validation/"]
+    members = {**dict.fromkeys(folders, b""), PLANS: b"{}", f"{FOLD}/network.txt": b"net"}
+    import_model(_zip(tmp_path / "dirs.zip", members), tmp_path / "results")
+    assert (tmp_path / "results" / FOLD / "validation").is_dir()
+    stray = _zip(tmp_path / "stray.zip", {PLANS: b"{}", f"{FOLD}/secrets/": b""})
+    with pytest.raises(AutoSegError, match=r"secrets/'. is not a file a model zip holds"):
+        import_model(stray, tmp_path / "results2")
+
+
+def test_duplicate_members_are_refused(tmp_path: Path) -> None:
+    zip_path = tmp_path / "twice.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr(PLANS, b"{}")
+        with pytest.warns(UserWarning, match="Duplicate"):
+            archive.writestr(PLANS, b"{}")
+    with pytest.raises(AutoSegError, match="appears more than once"):
+        import_model(zip_path, tmp_path / "results")
+    _assert_nothing_written(tmp_path, "twice.zip")
+
+
+def test_members_and_archives_over_the_size_limits_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zip_path = _zip(tmp_path / "big.zip", {PLANS: b"{}", f"{FOLD}/network.txt": bytes(3000)})
+    monkeypatch.setattr(model_zip_layout, "MAX_MEMBER_BYTES", 2000)
+    with pytest.raises(
+        AutoSegError, match=r"network\.txt'. inflates to 3000 bytes, over the limit"
+    ):
+        import_model(zip_path, tmp_path / "results")
+    monkeypatch.setattr(model_zip_layout, "MAX_MEMBER_BYTES", 4000)
+    monkeypatch.setattr(model_zip_layout, "MAX_TOTAL_BYTES", 2500)
+    with pytest.raises(AutoSegError, match="the files inflate to 3002 bytes, over the limit"):
+        import_model(zip_path, tmp_path / "results")
+    _assert_nothing_written(tmp_path, "big.zip")
