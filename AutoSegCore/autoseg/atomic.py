@@ -1,7 +1,8 @@
 """Atomic file writes: a crash or a full disk never leaves a half-written plan, checkpoint or result.
 
 Data is written to a temporary file in the same folder and then renamed over the target, which is
-atomic on POSIX and on Windows (``Path.replace``).
+atomic on POSIX and on Windows (``Path.replace``). A folder that cannot be created or written is
+one clear error (:func:`autoseg.paths.make_folder`), not an OSError.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from autoseg.paths import folder_error, make_folder
 
 
 def _default_file_mode() -> int:
@@ -34,10 +37,15 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     file name (``np.save`` appends ``.npy`` to names without it).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
-    )
+    make_folder(target.parent, "the folder of this file", check_writable=False)
+    try:
+        handle, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
+        )
+    except OSError as error:
+        raise folder_error(
+            target.parent, f"the folder of {target.name}", error, "write in"
+        ) from None
     os.close(handle)
     temporary = Path(name)
     try:

@@ -5,11 +5,17 @@ then the ``nnUNet_*`` names so existing nnU-Net setups keep working). This modul
 ``os.environ`` itself: the caller passes the environment, which keeps it testable and lets Slicer pass
 its own settings. A root is only required when it is used, so e.g. prediction works without a raw
 folder.
+
+Every output folder a command creates (``-o``, the roots, the folders below them) is made with
+:func:`make_folder`, so a path that cannot be created or written (a file in the way, no
+permission, a read-only or missing mount) ends in one line naming the path and the reason.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -161,3 +167,45 @@ def resolve_dataset_name(identifier: str | int, roots: DataRoots) -> str:
         f"Dataset '{identifier}' not found in {searched}. Existing datasets: {listing}. "
         "Check the id, or set --raw/--preprocessed/--results (AUTOSEG_RAW, ...)."
     )
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The file standing where ``folder`` or one of its parents should be, if any."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
+def folder_error(folder: Path, what: str, error: OSError, action: str = "create") -> AutoSegError:
+    """One line: the path, what it is for, the operating system's reason and the fix."""
+    blocking = _blocking_file(folder)
+    if blocking is not None:
+        reason = f"{blocking} is a file, not a folder"
+        fix = "choose another path, or move that file away"
+    else:
+        reason = error.strerror or str(error)
+        fix = "choose a folder you can write to (check the path, its permissions and its drive)"
+    return AutoSegError(f"{folder}: cannot {action} {what} ({reason}). Fix: {fix}.")
+
+
+def make_folder(
+    folder: str | Path, what: str = "this folder", *, check_writable: bool = True
+) -> Path:
+    """Create ``folder`` with its missing parents and return it; with ``check_writable`` also try
+    to create (and delete) a file in it, so a read-only folder fails now, before any work.
+
+    Raises:
+        AutoSegError: naming the path, ``what`` it is for (e.g. "the output folder (-o)") and the
+            reason, instead of the OSError's traceback.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise folder_error(folder, what, error) from None
+    if check_writable:
+        try:
+            handle, name = tempfile.mkstemp(prefix=".autoseg-write-test-", dir=folder)
+            os.close(handle)
+            Path(name).unlink()
+        except OSError as error:
+            raise folder_error(folder, what, error, action="write in") from None
+    return folder

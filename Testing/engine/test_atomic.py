@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoseg.atomic import json_text, write_json_atomic
+from autoseg.errors import AutoSegError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -50,3 +51,16 @@ def test_crash_during_write_leaves_no_partial_file(tmp_path: Path):
         write_atomic(target, crash)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_a_file_where_the_folder_belongs_is_one_clear_error(tmp_path: Path):
+    (tmp_path / "plans").write_text("a file")
+    with pytest.raises(AutoSegError, match=r"plans is a file, not a folder"):
+        write_json_atomic(tmp_path / "plans" / "x" / "plans.json", {"a": 1})
+    assert (tmp_path / "plans").read_text() == "a file"
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux /sys")
+def test_an_unwritable_folder_is_one_clear_error():
+    with pytest.raises(AutoSegError, match=r"^/sys: cannot write in the folder of plans\.json"):
+        write_json_atomic(Path("/sys/plans.json"), {"a": 1})

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PureWindowsPath
 
 import pytest
 
 from autoseg.errors import AutoSegError
-from autoseg.paths import DataRoots, dataset_folder_name, dataset_id, resolve_dataset_name
+from autoseg.paths import (
+    DataRoots,
+    dataset_folder_name,
+    dataset_id,
+    make_folder,
+    resolve_dataset_name,
+)
 
 
 def test_from_env_reads_nnunet_names():
@@ -135,3 +142,50 @@ def test_missing_root_folder_is_skipped(tmp_path):
     (tmp_path / "raw" / "Dataset004_Hippocampus").mkdir(parents=True)
     roots = DataRoots(tmp_path / "raw", tmp_path / "does_not_exist", None)
     assert resolve_dataset_name(4, roots) == "Dataset004_Hippocampus"
+
+
+UNWRITABLE_ROOT = Path("/sys")  # refuses new entries even to root (chmod tricks do not)
+
+
+def test_make_folder_creates_parents_and_is_idempotent(tmp_path: Path):
+    folder = make_folder(tmp_path / "a" / "b", "the output folder (-o)")
+    assert folder.is_dir()
+    assert make_folder(folder) == folder
+    assert list(folder.iterdir()) == []  # the write test leaves nothing behind
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_file_in_the_way_is_named(tmp_path: Path, depth: int):
+    blocking = tmp_path / "data.txt"
+    blocking.write_text("mine")
+    folder = blocking.joinpath(*["sub"] * depth)
+    with pytest.raises(AutoSegError) as error:
+        make_folder(folder, "the output folder (-o)")
+    message = str(error.value)
+    assert message.startswith(f"{folder}: cannot create the output folder (-o) ")
+    assert f"({blocking} is a file, not a folder)" in message
+    assert "Fix: choose another path" in message
+    assert "\n" not in message
+    assert blocking.read_text() == "mine"
+
+
+@pytest.mark.skipif(not UNWRITABLE_ROOT.is_dir(), reason="needs Linux /sys")
+def test_an_unwritable_place_gives_the_os_reason():
+    folder = UNWRITABLE_ROOT / "autoseg-test" / "out"
+    with pytest.raises(AutoSegError, match=r"^/sys/autoseg-test/out: cannot create .*\(Operation"):
+        make_folder(folder, "the results folder (--results)")
+    with pytest.raises(AutoSegError, match=r"^/sys: cannot write in the results folder .*Fix"):
+        make_folder(UNWRITABLE_ROOT, "the results folder (--results)")
+    make_folder(UNWRITABLE_ROOT, check_writable=False)  # exists: enough when only reading
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write")
+def test_a_read_only_folder_fails_the_write_test(tmp_path: Path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(AutoSegError, match=r"cannot write in .*Permission denied"):
+            make_folder(folder)
+    finally:
+        folder.chmod(0o700)
