@@ -255,6 +255,16 @@ def load_dataset_json(path: Path, env: Mapping[str, str] | None = None) -> Datas
 _CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 
+def _is_foreign(path: Path, ending: str) -> bool:
+    """A visible file that does not end with the dataset's file ending (and is no TIFF sidecar)."""
+    return (
+        not path.name.startswith(".")
+        and path.is_file()
+        and not path.name.endswith(ending)
+        and not (path.suffix == ".json" and ending in _SIDECAR_ENDINGS)
+    )
+
+
 def _list_files(folder: Path, ending: str) -> tuple[list[Path], list[Problem]]:
     files: list[Path] = []
     problems: list[Problem] = []
@@ -263,7 +273,7 @@ def _list_files(folder: Path, ending: str) -> tuple[list[Path], list[Problem]]:
             continue
         if path.name.endswith(ending):
             files.append(path)
-        elif not (path.suffix == ".json" and ending in _SIDECAR_ENDINGS):
+        elif _is_foreign(path, ending):
             msg = f'does not end with the file_ending "{ending}" of dataset.json; it is ignored.'
             fix = f'Convert it to "{ending}", move it out of {folder.name}/, or fix "file_ending".'
             problems.append(_problem(str(path), msg, fix, "warning"))
@@ -383,10 +393,33 @@ def discover_cases(dataset_dir: Path, spec: DatasetSpec) -> tuple[list[CaseFiles
     else:
         cases, problems, n_found = _folder_cases(dataset_dir, spec)
     if n_found is not None and n_found != spec.num_training:
-        msg = f'"numTraining" is {spec.num_training} but {n_found} training case(s) were found.'
-        fix = f'Set "numTraining": {n_found} or add the missing cases.'
-        problems.append(_problem(where, msg, fix))
+        problems.append(_count_problem(dataset_dir, spec, n_found, where))
     return cases, problems
+
+
+def _count_problem(dataset_dir: Path, spec: DatasetSpec, n_found: int, where: str) -> Problem:
+    """numTraining disagrees with the cases found; files with another ending usually explain it."""
+    msg = f'"numTraining" is {spec.num_training} but {n_found} training case(s) were found.'
+    folder = dataset_dir / IMAGES_DIR
+    listed = spec.explicit_cases is not None or not folder.is_dir()
+    foreign = (
+        [] if listed else sorted(p for p in folder.iterdir() if _is_foreign(p, spec.file_ending))
+    )
+    if n_found < spec.num_training and foreign:
+        msg += (
+            f" {len(foreign)} file(s) in {IMAGES_DIR}/ are ignored because they do not end with "
+            f'"{spec.file_ending}", e.g. {foreign[0].name}.'
+        )
+        fix = (
+            f'Convert those files to "{spec.file_ending}" (or, if every file has another ending, '
+            'set "file_ending" to it).'
+        )
+        return _problem(str(foreign[0]), msg, fix)
+    if n_found == 0:
+        fix = f"Add the cases to {IMAGES_DIR}/ as CASE_0000{spec.file_ending} (one per channel)."
+    else:
+        fix = f'Set "numTraining": {n_found} or add the missing cases.'
+    return _problem(where, msg, fix)
 
 
 def training_cases(dataset_dir: Path, spec: DatasetSpec) -> list[CaseFiles]:

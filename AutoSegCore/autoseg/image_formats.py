@@ -191,6 +191,8 @@ class _SitkBase:
 
     name = ""
     file_endings: tuple[str, ...] = ()
+    #: True/False when every file reads as 2D/3D whatever its header says; None: the file decides.
+    fixed_2d: bool | None = None
 
     def _load(self, path: Path, is_seg: bool) -> tuple[np.ndarray, Geometry]:
         raise NotImplementedError
@@ -260,6 +262,7 @@ class NaturalImage2DIO(_SitkBase):
 
     name = "NaturalImage2DIO"
     file_endings = (".png", ".bmp", ".tif", ".tiff")
+    fixed_2d = True
 
     def can_read(self, path: Path) -> bool:
         """Only 2D files (a multi-page TIFF is 3D and belongs to Tiff3DIO)."""
@@ -333,6 +336,7 @@ class Tiff3DIO(_SitkBase):
 
     name = "Tiff3DIO"
     file_endings = (".tif", ".tiff")
+    fixed_2d = False
 
     def can_read(self, path: Path) -> bool:
         """Only multi-page (3D) TIFF files."""

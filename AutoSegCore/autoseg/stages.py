@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from autoseg.case_checks import CaseRules, dataset_is_2d
 from autoseg.dataset import DATASET_JSON, CaseFiles, DatasetSpec, load_dataset_json, training_cases
 from autoseg.errors import AutoSegError
 from autoseg.image_io import ImageReaderWriter, choose_reader_writer
@@ -90,7 +91,8 @@ def fingerprint_dataset(
         if reason is None:
             return stored
         _note(f"{folders.fingerprint_file}: recomputing it, because {reason}")
-    fingerprint = extract_fingerprint(raw.cases, raw.reader.name, num_processes, progress)
+    rules = CaseRules.for_dataset(raw.spec, dataset_is_2d(raw.reader, raw.cases))
+    fingerprint = extract_fingerprint(raw.cases, raw.reader.name, num_processes, progress, rules)
     fingerprint.save(folders.fingerprint_file)
     return fingerprint
 

@@ -227,6 +227,19 @@ def test_count_differs_from_num_training(make_dataset):
     _, problems = _discover(folder)
     assert len(problems) == 1
     assert '"numTraining" is 5 but 2' in problems[0].message
+    assert 'Set "numTraining": 2' in problems[0].fix
+
+
+def test_files_with_another_ending_explain_the_count_instead_of_a_new_num_training(make_dataset):
+    folder = make_dataset(num_cases=2)
+    for path in (folder / "imagesTr").iterdir():
+        path.rename(path.with_name(path.name.removesuffix(".gz")))
+    _, problems = _discover(folder)
+    (error,) = [p for p in problems if p.is_error]
+    assert Path(error.location).name == "case_000_0000.nii"
+    assert "2 file(s) in imagesTr/ are ignored" in error.message
+    assert "numTraining" not in error.fix
+    assert '"file_ending"' in error.fix
 
 
 def test_missing_folders(make_dataset):

@@ -261,3 +261,31 @@ def test_reader_warnings_become_problems(make_dataset):
     assert problems
     assert {p.severity for p in problems} == {"warning"}
     assert any("spacing" in p.message and p.fix for p in problems)
+
+
+def test_nan_in_nifti_is_a_warning_saying_it_becomes_zero(make_dataset):
+    folder = make_dataset()
+    image = np.ones(SHAPE, dtype=np.float32)
+    image[1, 2, 3] = np.nan
+    make_dataset.write_image(_image(folder, 1), image)
+    problem = _only(verify_dataset(folder, num_processes=1), "warning")
+    assert problem.location == str(_image(folder, 1))
+    assert "1 voxel(s) are NaN or infinite" in problem.message
+    assert "read as 0" in problem.message
+
+
+def test_two_d_image_in_a_three_d_dataset_is_named(make_dataset):
+    folder = make_dataset(num_cases=3)
+    make_dataset.write_image(_image(folder, 1), np.ones(SHAPE[1:], dtype=np.float32))
+    errors = _errors(verify_dataset(folder, num_processes=1))
+    assert errors[0].location == str(_image(folder, 1))
+    assert "is a 2D image, but the images of this dataset are 3D" in errors[0].message
+
+
+def test_a_float_label_with_foreground_is_not_called_background_only(make_dataset):
+    folder = make_dataset()
+    seg = np.zeros(SHAPE, dtype=np.float32)
+    seg[2:4] = 1.2
+    make_dataset.write_image(_label(folder), seg)
+    problem = _only(verify_dataset(folder, num_processes=1))
+    assert "non-integer values: 1.2" in problem.message

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.atomic import write_json_atomic
+from autoseg.case_checks import CaseRules, load_case
 from autoseg.dataset import CaseFiles
 from autoseg.errors import AutoSegError
 from autoseg.geometry import crop_to_nonzero
@@ -107,6 +108,7 @@ class _CaseJob:
     reader_name: str
     case: CaseFiles
     max_values: int
+    rules: CaseRules
 
 
 def fingerprint_case(
@@ -131,9 +133,9 @@ def _run_case_job(job: _CaseJob) -> CaseFingerprint:
     reader = READER_WRITERS[job.reader_name]()
     if job.case.label is None:
         raise AutoSegError(f"case {job.case.case_id} has no label file. Fix: add it to labelsTr.")
-    images, geometry = reader.read_images(job.case.images)
-    seg, _ = reader.read_seg(job.case.label)
-    return fingerprint_case(images, seg, geometry.spacing, job.max_values)
+    case = load_case(reader, job.case, job.rules)  # the checks verify makes; stops on errors
+    assert case.seg is not None
+    return fingerprint_case(case.images, case.seg, case.geometry.spacing, job.max_values)
 
 
 def weighted_percentiles(
@@ -196,15 +198,21 @@ def extract_fingerprint(
     reader_name: str,
     num_processes: int = 1,
     progress: ProgressCallback = no_progress,
+    rules: CaseRules | None = None,
 ) -> DatasetFingerprint:
-    """Fingerprint the training cases (read with the registered reader ``reader_name``)."""
+    """Fingerprint the training cases (read with the registered reader ``reader_name``).
+
+    Every case passes the checks of :mod:`autoseg.case_checks` (``rules``: the dataset's; by
+    default only those that need no dataset.json), so a broken case stops here, named.
+    """
     if not cases:
         raise AutoSegError(
             "the dataset has no training cases. Fix: add cases to imagesTr/labelsTr."
         )
     provenance = dataset_provenance(cases, reader_name)  # before reading: a later edit shows
     max_values = max(TOTAL_VALUE_BUDGET // len(cases), MIN_VALUES_PER_CASE)
-    jobs = [_CaseJob(reader_name, case, max_values) for case in cases]
+    rules = rules or CaseRules(len(cases[0].images), None)
+    jobs = [_CaseJob(reader_name, case, max_values, rules) for case in cases]
     fingerprint = combine_case_fingerprints(
         map_cases(_run_case_job, jobs, num_processes, progress, "fingerprint")
     )

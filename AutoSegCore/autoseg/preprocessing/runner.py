@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.atomic import atomic_path
+from autoseg.case_checks import CaseRules, dataset_is_2d, load_case
 from autoseg.dataset import DATASET_JSON, CaseFiles, load_dataset_json, training_cases
 from autoseg.errors import AutoSegError
 from autoseg.image_io import choose_reader_writer
@@ -53,6 +54,7 @@ class _CaseTask:
     file_ending: str
     reader: str
     provenance: dict[str, Any]
+    rules: CaseRules
 
 
 def _run_case(task: _CaseTask) -> str:
@@ -61,11 +63,13 @@ def _run_case(task: _CaseTask) -> str:
     case_id = task.case.case_id
     try:
         reader = choose_reader_writer(task.file_ending, override=task.reader)
-        images, geometry = reader.read_images(list(task.case.images))
-        seg = None
-        if task.case.label is not None:
-            seg, _ = reader.read_seg(task.case.label)
-        result = preprocess_case(images, seg, geometry.spacing, task.recipe, geometry.to_json())
+        case = load_case(reader, task.case, task.rules)  # verify's checks; errors stop the run
+        for warning in case.warnings:
+            print(warning, file=sys.stderr)
+        geometry = case.geometry
+        result = preprocess_case(
+            case.images, case.seg, geometry.spacing, task.recipe, geometry.to_json()
+        )
         save_case(task.output, case_id, result, task.provenance)
     except AutoSegError as error:
         if type(error) is AutoSegError:
@@ -199,7 +203,7 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
     output.mkdir(parents=True, exist_ok=True)
     _copy_splits(raw, output)
     _copy_if_changed(raw / DATASET_JSON, output / DATASET_JSON)
-    _copy_ground_truth(cases, output / GT_FOLDER, spec.file_ending, progress)
+    rules = CaseRules.for_dataset(spec, dataset_is_2d(reader, cases))
     seen: set[str] = set()
     for config, processes in zip(configs, counts, strict=True):
         if config.data_identifier in seen:
@@ -209,7 +213,11 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
         recipe = CaseRecipe.from_plans(plans, config.name, spec.labels)
         digest = recipe_digest(recipe, reader.name)
         tasks = [
-            _CaseTask(c, recipe, folder, spec.file_ending, reader.name, case_provenance(c, digest))
+            _CaseTask(
+                c, recipe, folder, spec.file_ending, reader.name, case_provenance(c, digest), rules
+            )
             for c in cases
         ]
         _preprocess_configuration(tasks, folder, clean, processes, progress)
+    # after the cases passed their checks: a refused case leaves no copy of its label behind
+    _copy_ground_truth(cases, output / GT_FOLDER, spec.file_ending, progress)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from .conftest import (
     SHAPE,
@@ -19,6 +20,7 @@ from .conftest import (
     assert_case_not_stored,
     refuse,
     row_commands,
+    run_cli,
     truncate,
     warn,
     write_volume,
@@ -107,8 +109,10 @@ def garbage_image_file(ws: Workspace) -> Path:
 def four_d_image_in_one_channel_dataset(ws: Workspace) -> Path:
     ws.raw_dataset()
     # a 4D file (two volumes) where dataset.json declares one channel
-    image = np.ones((2, *SHAPE), dtype=np.float32)
-    return write_volume(ws.image_file("case_001"), image, spacing=(1.0,) * 4)
+    volume = sitk.GetImageFromArray(np.ones(SHAPE, dtype=np.float32))
+    path = ws.image_file("case_001")
+    sitk.WriteImage(sitk.JoinSeries([volume, volume]), str(path))
+    return path
 
 
 def dataset_json_invalid(ws: Workspace) -> Path:
@@ -116,6 +120,13 @@ def dataset_json_invalid(ws: Workspace) -> Path:
     path = ws.dataset_dir / "dataset.json"
     path.write_text('{"labels": ', encoding="utf-8")
     return path
+
+
+def nan_in_nifti_image(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    image = np.random.default_rng(2).normal(100.0, 10.0, size=SHAPE).astype(np.float32)
+    image[3:5, 4:8, 4:8] = np.nan
+    return write_volume(ws.image_file("case_001"), image)
 
 
 def truncated_predict_input(ws: Workspace) -> Path:
@@ -143,6 +154,14 @@ def label_origin_shifted(ws: Workspace) -> Path:
 
 
 TABLE = [
+    BadInput("undeclared-label", undeclared_label, refused=RAW, case_id="case_001"),
+    BadInput("negative-label", negative_label, refused=RAW, case_id="case_001"),
+    BadInput("fractional-label", fractional_label, refused=RAW, case_id="case_001"),
+    BadInput("nan-image-mha", nan_image_mha, refused=RAW, case_id="case_001"),
+    BadInput("label-size-mismatch", label_size_mismatch, refused=RAW, case_id="case_001"),
+    BadInput("label-spacing-mismatch", label_spacing_mismatch, refused=RAW, case_id="case_001"),
+    BadInput("2d-image-in-3d-dataset", image_2d_in_3d_dataset, refused=RAW, case_id="case_001"),
+    BadInput("4d-image-in-1-channel-dataset", four_d_image_in_one_channel_dataset, refused=RAW),
     BadInput("truncated-image", truncated_image, refused=RAW, case_id="case_001"),
     BadInput("truncated-label", truncated_label, refused=RAW, case_id="case_001"),
     BadInput("truncated-predict-input", truncated_predict_input, refused=("predict",)),
@@ -153,6 +172,7 @@ TABLE = [
     BadInput("empty-label-file", empty_label_file, refused=RAW, case_id="case_001"),
     BadInput("garbage-image-file", garbage_image_file, refused=RAW, case_id="case_001"),
     BadInput("dataset-json-invalid", dataset_json_invalid, refused=RAW),
+    BadInput("nan-in-nifti-image", nan_in_nifti_image, warned=("verify",)),
     BadInput("background-only-label", background_only_label, warned=("verify",)),
     BadInput("label-origin-shifted", label_origin_shifted, warned=("verify",)),
 ]
@@ -169,3 +189,16 @@ def test_bad_input_is_handled_cleanly(
     refuse(workspace, capsys, command, bad)
     if command == "plan_and_preprocess" and row.case_id:
         assert_case_not_stored(workspace, row.case_id)
+
+
+def test_preprocessing_reads_nan_in_nifti_as_zero_as_verify_warns(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What verify's warning promises is what happens: the NaN block is preprocessed as 0."""
+    nan_in_nifti_image(workspace)
+    outcome = run_cli(capsys, workspace.argv("plan_and_preprocess"))
+    assert outcome.code == 0, outcome.text
+    folder = workspace.roots.preprocessed / "Dataset950_Robust"
+    (data_file,) = folder.glob("*3d_fullres/case_001.npy")
+    data = np.load(data_file)
+    assert np.isfinite(data).all()
