@@ -180,10 +180,10 @@ def summarize(per_case: Sequence[CaseMetrics]) -> dict[str, Any]:
     return {"foreground_mean": foreground_mean, "mean": mean}
 
 
-def _evaluate_pair(item: tuple[Path, Path, LabelSpec, str]) -> dict[str, Any]:
+def _evaluate_pair(item: tuple[Path, Path, LabelSpec, str, str]) -> dict[str, Any]:
     """One case (module level so that spawned workers can run it)."""
-    reference_file, prediction_file, labels, file_ending = item
-    reader = choose_reader_writer(file_ending)
+    reference_file, prediction_file, labels, file_ending, reader_name = item
+    reader = choose_reader_writer(file_ending, override=reader_name)
     reference, _ = reader.read_seg(reference_file)
     prediction, _ = reader.read_seg(prediction_file)
     if reference.shape != prediction.shape:
@@ -248,6 +248,7 @@ def evaluate_folders(  # noqa: PLR0913 - the agreed public signature; the option
     output_file: Path | None = None,
     num_processes: int = 1,
     allow_missing: bool = False,
+    reader: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every prediction against the reference of the same file name; write summary.json.
 
@@ -256,6 +257,9 @@ def evaluate_folders(  # noqa: PLR0913 - the agreed public signature; the option
         num_processes: worker processes reading and scoring cases.
         allow_missing: evaluate only the predicted cases instead of failing when references have
             no prediction.
+        reader: the dataset's reader (the plans' ``image_reader_writer`` or dataset.json's
+            ``overwrite_image_reader_writer``); None chooses it like for the dataset, from the file
+            ending and a reference file (so 3D TIFF stacks get the 3D reader, never the 2D one).
 
     Returns:
         The summary (NaN as float NaN; on disk NaN is null): ``foreground_mean``, ``mean`` and
@@ -263,7 +267,10 @@ def evaluate_folders(  # noqa: PLR0913 - the agreed public signature; the option
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
     names = _matched_names(reference_dir, prediction_dir, file_ending, allow_missing)
-    items = [(reference_dir / n, prediction_dir / n, labels, file_ending) for n in names]
+    reader_name = choose_reader_writer(file_ending, reference_dir / names[0], reader).name
+    items = [
+        (reference_dir / n, prediction_dir / n, labels, file_ending, reader_name) for n in names
+    ]
     per_case = map_cases(_evaluate_pair, items, num_processes, stage="evaluation")
     summary = summarize([case["metrics"] for case in per_case])
     summary["metric_per_case"] = per_case

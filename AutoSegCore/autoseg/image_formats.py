@@ -272,7 +272,13 @@ class NaturalImage2DIO(_SitkBase):
     def _load(self, path: Path, is_seg: bool) -> tuple[np.ndarray, Geometry]:
         image = read_sitk(path)
         if image.GetDimension() != 2:
-            raise read_error(path, "is not a 2D image", "use Tiff3DIO for 3D TIFF stacks.")
+            raise read_error(
+                path,
+                f"is a {image.GetDimension()}D image where a 2D one was expected",
+                "a dataset of 3D TIFF stacks is read by Tiff3DIO, chosen automatically when its "
+                'first training image is a stack; set "overwrite_image_reader_writer": "Tiff3DIO" '
+                "in dataset.json to force it.",
+            )
         array = sitk_to_channels(image, path)
         if is_seg and array.shape[0] > 1 and all(np.array_equal(array[0], a) for a in array[1:]):
             array = array[:1]  # BMP stores grey label maps as identical colour planes

@@ -188,3 +188,26 @@ def test_evaluation_never_imports_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def _tiff_stack(path: Path, seg: np.ndarray, spacing=(2.0, 1.0, 1.0)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(seg), str(path))
+    path.with_suffix(".json").write_text(json.dumps({"spacing": list(spacing)}))
+
+
+def test_3d_tiff_stacks_are_evaluated_with_the_dataset_reader(tmp_path):
+    """The 2D reader would refuse a stack; the choice follows the files, like the dataset's."""
+    seg = np.zeros((4, 6, 6), dtype=np.uint8)
+    seg[1:3, 2:4, 2:4] = 1
+    _tiff_stack(tmp_path / "ref" / "a.tif", seg)
+    _tiff_stack(tmp_path / "pred" / "a.tif", seg)
+    summary = evaluate_folders(tmp_path / "ref", tmp_path / "pred", PLAIN, ".tif")
+    assert summary["mean"]["1"]["Dice"] == 1.0
+    forced = evaluate_folders(tmp_path / "ref", tmp_path / "pred", PLAIN, ".tif", reader="Tiff3DIO")
+    assert forced["mean"]["1"]["Dice"] == 1.0
+    with pytest.raises(AutoSegError, match="overwrite_image_reader_writer") as error:
+        evaluate_folders(
+            tmp_path / "ref", tmp_path / "pred", PLAIN, ".tif", reader="NaturalImage2DIO"
+        )
+    assert "a.tif" in str(error.value)

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         output_file=Path(args.output) if args.output else None,
         num_processes=args.num_processes,
         allow_missing=args.chill,
+        reader=dataset.reader_override,
     )
     for key, metrics in sorted(summary["mean"].items()):
         print(

@@ -124,6 +124,7 @@ def run_final_validation(
         job.dataset.file_ending,
         output_file=folder / SUMMARY_FILE,
         allow_missing=True,  # the reference folder holds every case, not only this fold
+        reader=job.plans.image_reader_writer,  # the dataset's reader, e.g. Tiff3DIO for stacks
     )
 
 
