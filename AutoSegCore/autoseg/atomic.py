@@ -37,7 +37,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     file name (``np.save`` appends ``.npy`` to names without it).
     """
     target = Path(target)
-    make_folder(target.parent, "the folder of this file", check_writable=False)
+    make_folder(target.parent, f"the folder of {target.name}", check_writable=False)
     try:
         handle, name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import AutoSegError
-from autoseg.paths import dataset_id
+from autoseg.paths import dataset_id, folder_error, make_folder
 
 __all__ = ["NIFTI", "convert_dataset_json", "read_task_json", "refuse_existing", "staged_folder"]
 
@@ -65,10 +65,14 @@ def staged_folder(target: Path) -> Iterator[Path]:
     a dataset.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
+    what = "the raw data folder (--raw)"
+    make_folder(target.parent, what, check_writable=False)
+    try:
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        )
+    except OSError as error:
+        raise folder_error(target.parent, what, error, "write in") from None
     try:
         yield staging
         if target.exists():

@@ -35,13 +35,15 @@ from autoseg.model_zip_layout import (
     SHARED_FILES,
     archive_problems,
 )
+from autoseg.paths import folder_error, make_folder
 
 LATEST_CHECKPOINT = "checkpoint_latest.pth"
 # Already compressed (or incompressible float weights): deflating them only costs time.
 _STORED_ENDINGS = (".pth", ".png", ".gz", ".npz", ".zip")
 _MAX_LISTED_PROBLEMS = 20
+_RESULTS_FOLDER = "the results folder (--results)"
 _NOT_A_MODEL_ZIP = (
-    "A model zip holds one DatasetXXX_Name/ folder of model folders; export it again."
+    "a model zip holds one DatasetXXX_Name/ folder of model folders; export it again."
 )
 
 
@@ -211,15 +213,23 @@ def import_model(zip_path: Path, results_root: Path, *, overwrite: bool = False)
         members = archive.infolist()
         top = _validate_members(zip_path, members, root)
         models = _model_names(zip_path, members, top)
+        make_folder(root, _RESULTS_FOLDER)  # a safe zip, so the root may be made: can it?
         _check_targets(zip_path, members, root, overwrite=overwrite)
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".autoseg-import-", dir=root))
+        staging = _staging_folder(root)
         try:
             _extract(zip_path, archive, members, staging / "new")
             _move_into_place(zip_path, members, staging, root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return [root / top / m for m in models]
+
+
+def _staging_folder(root: Path) -> Path:
+    """A new hidden folder inside the results root for the extracted files."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=".autoseg-import-", dir=root))
+    except OSError as error:
+        raise folder_error(root, _RESULTS_FOLDER, error, "write in") from None
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -244,7 +254,9 @@ def _refuse(zip_path: Path, what: str, problems: list[str], fix: str = _NOT_A_MO
     listed = problems[:_MAX_LISTED_PROBLEMS]
     more = len(problems) - len(listed)
     lines = [*listed, f"... and {more} more"] if more else listed
-    raise AutoSegError(f"{zip_path} {what}; nothing was imported. {fix}\n  " + "\n  ".join(lines))
+    raise AutoSegError(
+        f"{zip_path} {what}; nothing was imported. Fix: {fix}\n  " + "\n  ".join(lines)
+    )
 
 
 def _model_names(zip_path: Path, members: list[zipfile.ZipInfo], top: str) -> list[str]:
@@ -282,9 +294,9 @@ def _check_targets(
     if total > shutil.disk_usage(next(p for p in [root, *root.parents] if p.exists())).free:
         blocked.append(f"{root}: not enough free disk space for {total} bytes")
     if blocked or (existing and not overwrite):
-        fix = "Import with overwrite to replace the existing files, or move them away."
+        fix = "import with overwrite to replace the existing files, or move them away."
         if blocked:
-            fix = "Move the files or folders in the way (listed first) elsewhere."
+            fix = "move the files or folders in the way (listed first) elsewhere."
         _refuse(zip_path, "cannot be imported", blocked + existing, fix)
 
 

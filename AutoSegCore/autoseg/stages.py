@@ -18,7 +18,7 @@ from autoseg.case_checks import CaseRules, dataset_is_2d
 from autoseg.dataset import DATASET_JSON, CaseFiles, DatasetSpec, load_dataset_json, training_cases
 from autoseg.errors import AutoSegError
 from autoseg.image_io import ImageReaderWriter, choose_reader_writer
-from autoseg.paths import DataRoots, resolve_dataset_name
+from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
 from autoseg.planning import (
     DatasetFingerprint,
     PlannerOptions,
@@ -91,6 +91,7 @@ def fingerprint_dataset(
         if reason is None:
             return stored
         _note(f"{folders.fingerprint_file}: recomputing it, because {reason}")
+    make_folder(folders.preprocessed, "the preprocessed data folder (--preprocessed)")  # first
     rules = CaseRules.for_dataset(raw.spec, dataset_is_2d(raw.reader, raw.cases))
     fingerprint = extract_fingerprint(raw.cases, raw.reader.name, num_processes, progress, rules)
     fingerprint.save(folders.fingerprint_file)

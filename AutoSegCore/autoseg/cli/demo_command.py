@@ -18,7 +18,7 @@ from autoseg.cli.data_commands import print_problems
 from autoseg.cli.demo_inference import held_out_dice, select_predict_evaluate
 from autoseg.errors import AutoSegError
 from autoseg.integrity import verify_or_raise
-from autoseg.paths import DataRoots
+from autoseg.paths import DataRoots, make_folder
 from autoseg.plan_summary import format_plans
 from autoseg.planning import PlannerOptions
 from autoseg.stages import (
@@ -34,13 +34,13 @@ DEMO_DATASET_ID = 900
 
 def _prepare_output(output: Path, fresh: bool) -> DataRoots:
     marker = output / ".autoseg-demo"
-    if output.exists() and any(output.iterdir()) and not marker.exists():
+    if output.is_dir() and any(output.iterdir()) and not marker.exists():
         raise AutoSegError(
             f"{output} exists and was not made by 'autoseg demo'. Fix: pass another --output folder."
         )
     if fresh and marker.exists():
         shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output, "the demo folder (--output)")
     marker.touch()
     return DataRoots(output / "raw", output / "preprocessed", output / "results")
 

@@ -11,7 +11,7 @@ from autoseg.cli.common import add_root_arguments, default_processes, roots_from
 from autoseg.dataset import load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.model_sharing import ExportOptions, export_model, import_model
-from autoseg.paths import resolve_dataset_name
+from autoseg.paths import make_folder, resolve_dataset_name
 from autoseg.plans import Plans
 
 
@@ -35,7 +35,7 @@ def _ensemble(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     dataset = load_dataset_json(find_beside(first, "dataset.json", args.dataset_json))
     plans = Plans.load(find_beside(first, "plans.json", args.plans_json))
     target = EnsembleTarget(
-        output_dir=Path(args.output),
+        output_dir=make_folder(args.output, "the output folder (-o)"),
         labels=dataset.labels,
         file_ending=dataset.file_ending,
         reader_writer=plans.image_reader_writer,
@@ -57,6 +57,7 @@ def _export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         include_validation=args.include_validation,
         checkpoint=args.checkpoint,
     )
+    make_folder(Path(args.output).parent, "the folder of the zip (-o)")
     path = export_model(dataset_dir, Path(args.output), options)
     print(f"Exported {dataset_dir.name} to {path}")
     return 0

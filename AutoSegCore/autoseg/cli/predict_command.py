@@ -48,7 +48,7 @@ from autoseg.cli.predict_recommended import RECOMMENDED_HELP, run_recommended
 from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import InputCase, find_input_cases
 from autoseg.inference.recommended import is_dataset_results_folder
-from autoseg.paths import resolve_dataset_name
+from autoseg.paths import make_folder, resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.progress import ProgressCallback
 from autoseg.training.job import TRAINER_NAME, model_folder_name
@@ -62,6 +62,7 @@ DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 LOWRES_FOLDER = ".lowres"
 ARGS_FILE = "predict_args.json"
 CASES_STAGE = "cases"
+OUTPUT_FOLDER = "the output folder (-o)"
 # nnU-Net's default trainer (and its epoch variants, which `autoseg train` maps onto settings)
 # trains into AutoSeg's one trainer folder.
 _NNUNET_TRAINER = re.compile(r"nnUNetTrainer(_\d+epochs)?")
@@ -357,7 +358,7 @@ def write_run_files(job: PredictJob, model: ModelFolder, cases: Sequence[InputCa
 
     Written atomically: parallel parts (-num_parts) write the same files into one folder.
     """
-    job.output_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(job.output_dir, OUTPUT_FOLDER)  # a bad -o: one line, before any prediction
     for name in ("dataset.json", "plans.json"):
         text = (model.path / name).read_text(encoding="utf-8")
         write_json_atomic(job.output_dir / name, json.loads(text))

@@ -24,7 +24,7 @@ from autoseg.cli.predict_command import trainer_folder_name
 from autoseg.dataset import load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.model_selection import find_best_configuration, unfinished_folds
-from autoseg.paths import resolve_dataset_name
+from autoseg.paths import make_folder, resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.postprocessing import (
     POSTPROCESSING_FILE,
@@ -98,10 +98,12 @@ def _find_best(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     name = resolve_dataset_name(args.dataset, roots)
     results_dir = roots.require_results() / name
     trainer = trainer_folder_name(args.trainer)
+    trained = _trained(results_dir, args, trainer)
+    make_folder(results_dir, "the dataset's results folder (--results)")  # it gets the reports
     result = find_best_configuration(
         results_dir,
         roots.require_preprocessed() / name,
-        _trained(results_dir, args, trainer),
+        trained,
         folds=args.folds,
         trainer=trainer,
         plans=args.plans,
@@ -126,7 +128,7 @@ def _apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     dataset = load_dataset_json(find_beside(input_dir, "dataset.json", args.dataset_json))
     written = apply_postprocessing_folder(
         input_dir,
-        Path(args.output),
+        make_folder(args.output, "the output folder (-o)"),
         postprocessing,
         dataset.file_ending,
         num_processes=args.num_processes,

@@ -27,6 +27,7 @@ from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import find_input_cases
 from autoseg.inference.ensemble import EnsembleTarget, ensemble_folders
+from autoseg.paths import make_folder
 from autoseg.plans import Plans
 from autoseg.postprocessing import Postprocessing, apply_postprocessing_folder
 from autoseg.progress import ProgressCallback, no_progress
@@ -259,7 +260,7 @@ def _check_folders(run: RecommendedRun) -> None:
 
 def _write_run_files(model_dir: Path, output_dir: Path) -> None:
     """dataset.json and plans.json of the (first) model, as a single-model prediction writes."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(output_dir, "the output folder (-o)")
     for name in _RUN_FILES:
         data = json.loads((model_dir / name).read_text(encoding="utf-8"))
         write_json_atomic(output_dir / name, data)

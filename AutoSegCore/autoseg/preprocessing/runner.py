@@ -34,6 +34,7 @@ from autoseg.dataset import DATASET_JSON, CaseFiles, load_dataset_json, training
 from autoseg.errors import AutoSegError
 from autoseg.image_io import choose_reader_writer
 from autoseg.parallel import map_cases
+from autoseg.paths import make_folder
 from autoseg.plans import Plans
 from autoseg.preprocessing.case import CaseRecipe, preprocess_case
 from autoseg.preprocessing.freshness import case_provenance, recipe_digest, reconcile
@@ -155,7 +156,7 @@ def _preprocess_configuration(
 ) -> None:
     if clean and folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "the preprocessed data folder (--preprocessed)", check_writable=False)
     state = reconcile(folder, {task.case.case_id: task.provenance for task in tasks})
     for line in state.messages(folder):
         print(line, file=sys.stderr)  # one line per surprise, like the CLI's notes
@@ -200,7 +201,7 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
     configs = [plans.configuration(name) for name in configuration_names]
     counts = _process_counts(num_processes, len(configs))
     reader = choose_reader_writer(spec.file_ending, cases[0].images[0], spec.reader_override)
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output, "the preprocessed data folder (--preprocessed)")
     _copy_splits(raw, output)
     _copy_if_changed(raw / DATASET_JSON, output / DATASET_JSON)
     rules = CaseRules.for_dataset(spec, dataset_is_2d(reader, cases))

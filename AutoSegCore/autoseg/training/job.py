@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
-from autoseg.paths import DataRoots, resolve_dataset_name
+from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.training.settings import TrainingSettings
@@ -114,7 +114,7 @@ class TrainingJob:
     def write_model_files(self) -> None:
         """Copy plans, dataset.json and the fingerprint into the model folder (inference reads
         them from there, so a model folder is self-contained)."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.model_dir, "the model folder (--results)")
         self.plans.save(self.model_dir / "plans.json")
         for name in ("dataset.json", "dataset_fingerprint.json"):
             source = self.preprocessed_dir / name
