@@ -3,9 +3,12 @@ on constructed cross-validation results (no training)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +201,24 @@ def test_determine_postprocessing_writes_rules_beside_the_predictions(tmp_path, 
     )
     assert "Rules: largest_foreground" in capsys.readouterr().out
     assert Postprocessing.load(tmp_path / "cv" / "postprocessing.json").rules
+
+
+def test_a_results_folder_that_cannot_be_written_fails_before_the_search(
+    roots, capsys, monkeypatch
+) -> None:
+    _train(roots[0], "2d", stray=0.1)
+    dataset_dir = roots[0] / DATASET
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only_mount(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == dataset_dir:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_mount)
+    assert _find_best(roots) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{dataset_dir}: cannot write in the dataset's results folder (--results)" in err
+    assert "Read-only file system" in err
+    assert not (dataset_dir / "inference_instructions.txt").exists()
