@@ -47,12 +47,14 @@ class CaseRules:
             when the caller does not know the labels (only integer, non-negative is checked).
         ignore_label: the ignore label's value, if any.
         is_2d: whether the dataset's images are 2D; None skips the dimensionality check.
+        owner: whose rules these are, as messages name it ("this dataset", "this model").
     """
 
     num_channels: int
     label_values: tuple[int, ...] | None
     ignore_label: int | None = None
     is_2d: bool | None = None
+    owner: str = "this dataset"
 
     @classmethod
     def for_dataset(cls, spec: DatasetSpec, is_2d: bool | None = None) -> CaseRules:
@@ -185,24 +187,24 @@ def dimension_problems(item: ReadFile, rules: CaseRules) -> list[Problem]:
     if rules.is_2d is None or item.geometry.is_2d == rules.is_2d:
         return []
     mine, theirs = _dimension_name(item.geometry.is_2d), _dimension_name(rules.is_2d)
-    msg = f"is a {mine} image, but the images of this dataset are {theirs}."
+    msg = f"is a {mine} image, but the images of {rules.owner} are {theirs}."
     fix = f"Export it as a {theirs} image like the others, or remove the case."
     return [Problem("error", str(item.path), msg, fix)]
 
 
-def grid_problems(item: ReadFile, ref: ReadFile, what: str) -> list[Problem]:
+def grid_problems(item: ReadFile, ref: ReadFile, what: str, fix: str = _GRID_FIX) -> list[Problem]:
     """Shape, spacing and dimensionality differences are errors; origin/direction warnings."""
     where, name = str(item.path), ref.path.name
     if item.geometry.is_2d != ref.geometry.is_2d:
         mine, theirs = _dimension_name(item.geometry.is_2d), _dimension_name(ref.geometry.is_2d)
         msg = f"{what} is {mine} but {name} is {theirs}."
-        return [Problem("error", where, msg, _GRID_FIX)]
+        return [Problem("error", where, msg, fix)]
     if item.shape != ref.shape:
         msg = f"{what} shape {item.shape} differs from {name} {ref.shape}."
-        return [Problem("error", where, msg, _GRID_FIX)]
+        return [Problem("error", where, msg, fix)]
     if not np.allclose(item.geometry.spacing, ref.geometry.spacing, rtol=SPACING_RTOL, atol=0):
         msg = f"{what} spacing {item.geometry.spacing} differs from {name} {ref.geometry.spacing}."
-        return [Problem("error", where, msg, _GRID_FIX)]
+        return [Problem("error", where, msg, fix)]
     problems = []
     for attr in ("origin", "direction"):
         mine_v, theirs_v = getattr(item.geometry, attr), getattr(ref.geometry, attr)
@@ -216,7 +218,10 @@ def channel_problems(case_id: str, channels: int, first: Path, rules: CaseRules)
     """A case must have exactly the channels of channel_names (a 4D file counts all its volumes)."""
     if channels == rules.num_channels:
         return []
-    msg = f"case {case_id} has {channels} channel(s); channel_names lists {rules.num_channels}."
+    msg = (
+        f"case {case_id} has {channels} channel(s); the channel_names of {rules.owner} list "
+        f"{rules.num_channels}."
+    )
     fix = (
         "Give every case exactly the channels of channel_names: one 3D (or 2D) file per channel, "
         "named CASE_0000, CASE_0001, ..."
@@ -327,6 +332,16 @@ def first_error(problems: Sequence[Problem]) -> AutoSegError:
     if len(errors) > 1:
         text += f" ({len(errors) - 1} more problem(s) in this case: run 'autoseg verify'.)"
     return AutoSegError(text)
+
+
+def load_images(
+    reader: Any, case_id: str, files: Sequence[Path], rules: CaseRules
+) -> tuple[np.ndarray, Geometry]:
+    """Read the channel files of one case (e.g. a prediction input); raises its first error."""
+    images, geometry, report = inspect_images(reader, case_id, files, rules)
+    if images is None or geometry is None:
+        raise first_error(report.problems)
+    return images, geometry
 
 
 def load_case(reader: Any, case: CaseFiles, rules: CaseRules) -> LoadedCase:

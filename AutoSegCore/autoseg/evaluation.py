@@ -26,6 +26,13 @@ from typing import Any
 import numpy as np
 
 from autoseg.atomic import write_json_atomic
+from autoseg.case_checks import (
+    CaseRules,
+    ReadFile,
+    first_error,
+    grid_problems,
+    label_value_problems,
+)
 from autoseg.errors import AutoSegError
 from autoseg.image_io import choose_reader_writer
 from autoseg.labels import LabelSpec
@@ -180,18 +187,37 @@ def summarize(per_case: Sequence[CaseMetrics]) -> dict[str, Any]:
     return {"foreground_mean": foreground_mean, "mean": mean}
 
 
+_GRID_FIX = "Predict the reference's own image, so that the prediction has its voxel grid."
+
+
+def _check_pair(
+    reference: tuple[ReadFile, np.ndarray],
+    prediction: tuple[ReadFile, np.ndarray],
+    labels: LabelSpec,
+) -> None:
+    """Both are label maps of the dataset (the checks training data gets) on the same grid; a
+    stray value or another spacing would otherwise be scored as if it meant something."""
+    rules = CaseRules(1, labels.expected_values, labels.ignore_label)
+    problems = [
+        *label_value_problems(reference[1], reference[0].path, rules)[0],
+        *label_value_problems(prediction[1], prediction[0].path, rules)[0],
+        *grid_problems(prediction[0], reference[0], "prediction", _GRID_FIX),
+    ]
+    if any(p.is_error for p in problems):
+        raise first_error(problems)
+
+
 def _evaluate_pair(item: tuple[Path, Path, LabelSpec, str, str]) -> dict[str, Any]:
     """One case (module level so that spawned workers can run it)."""
     reference_file, prediction_file, labels, file_ending, reader_name = item
     reader = choose_reader_writer(file_ending, override=reader_name)
-    reference, _ = reader.read_seg(reference_file)
-    prediction, _ = reader.read_seg(prediction_file)
-    if reference.shape != prediction.shape:
-        raise AutoSegError(
-            f"{prediction_file}: shape {prediction.shape[1:]} differs from the reference "
-            f"{reference_file} {reference.shape[1:]}. Fix: predictions must be on the grid of "
-            "their reference image."
-        )
+    reference, reference_geometry = reader.read_seg(reference_file)
+    prediction, prediction_geometry = reader.read_seg(prediction_file)
+    _check_pair(
+        (ReadFile(reference_file, reference.shape[1:], reference_geometry), reference),
+        (ReadFile(prediction_file, prediction.shape[1:], prediction_geometry), prediction),
+        labels,
+    )
     return {
         "metrics": case_metrics(reference, prediction, labels),
         "prediction_file": str(prediction_file),

@@ -178,7 +178,7 @@ def test_predictions_without_reference_or_with_another_shape_fail(tmp_path):
         evaluate_folders(ref, pred, PLAIN, ".nii.gz", allow_missing=True)
     (pred / "c.nii.gz").unlink()
     write_seg(pred / "b.nii.gz", [0] * 12, shape=(3, 2, 2))
-    with pytest.raises(AutoSegError, match=r"b\.nii\.gz: shape"):
+    with pytest.raises(AutoSegError, match=r"b\.nii\.gz: prediction shape"):
         evaluate_folders(ref, pred, PLAIN, ".nii.gz")
 
 

@@ -140,7 +140,7 @@ def test_channel_count_differs_from_channel_names(make_dataset):
     volume = sitk.GetImageFromArray(np.ones(SHAPE, dtype=np.float32))
     sitk.WriteImage(sitk.JoinSeries([volume, volume]), str(_image(folder)))
     problem = _only(verify_dataset(folder, num_processes=1))
-    assert "2 channel(s); channel_names lists 1" in problem.message
+    assert "2 channel(s); the channel_names of this dataset list 1" in problem.message
 
 
 def test_shape_mismatch_between_channels(make_dataset):

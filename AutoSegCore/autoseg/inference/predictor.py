@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoseg.case_checks import CaseRules, load_images
 from autoseg.errors import AutoSegError
 from autoseg.image_io import Geometry, ImageReaderWriter, choose_reader_writer
 from autoseg.inference.export import (
@@ -284,7 +285,11 @@ class Predictor:
                 f"model needs {channels} (one per channel). Fix: pass CASE_0000 ... in order."
             )
         reader = self._reader()
-        images, geometry = reader.read_images(files)
+        # A 3D configuration only ever saw 3D images; a 2D configuration accepts both.
+        is_2d = None if self.model.config.is_2d else False
+        rules = CaseRules(channels, None, is_2d=is_2d, owner="this model")
+        case_id = files[0].name.removesuffix(self.model.dataset.file_ending).rsplit("_", 1)[0]
+        images, geometry = load_images(reader, case_id, files, rules)
         previous = None
         if previous_segmentation_file is not None:
             previous = reader.read_seg(Path(previous_segmentation_file))[0][0]

@@ -133,6 +133,44 @@ def truncated_predict_input(ws: Workspace) -> Path:
     return truncate(ws.predict_inputs() / "in_000_0000.nii.gz")
 
 
+def predict_input_2d_for_3d_model(ws: Workspace) -> Path:
+    return write_volume(ws.predict_dir / "in_000_0000.nii.gz", np.ones((20, 20), np.float32))
+
+
+def predict_input_4d(ws: Workspace) -> Path:
+    volume = sitk.GetImageFromArray(np.ones((10, 20, 20), np.float32))
+    path = ws.predict_dir / "in_000_0000.nii.gz"
+    ws.predict_dir.mkdir(parents=True)
+    sitk.WriteImage(sitk.JoinSeries([volume, volume]), str(path))
+    return path
+
+
+def empty_predict_input(ws: Workspace) -> Path:
+    path = ws.predict_inputs() / "in_000_0000.nii.gz"
+    path.write_bytes(b"")
+    return path
+
+
+def fractional_prediction(ws: Workspace) -> Path:
+    ws.evaluation_folders()
+    seg = ws.valid_label().astype(np.float32)
+    seg[0, 0, 0] = 1.5
+    return write_volume(ws.prediction_dir / "case_000.nii.gz", seg)
+
+
+def undeclared_reference_label(ws: Workspace) -> Path:
+    ws.evaluation_folders()
+    seg = ws.valid_label()
+    seg[0, 0, 0] = 7
+    return write_volume(ws.reference_dir / "case_000.nii.gz", seg)
+
+
+def prediction_spacing_mismatch(ws: Workspace) -> Path:
+    ws.evaluation_folders()
+    path = ws.prediction_dir / "case_000.nii.gz"
+    return write_volume(path, ws.valid_label(), spacing=(2.0, 1.0, 1.0))
+
+
 def truncated_prediction(ws: Workspace) -> Path:
     ws.evaluation_folders()
     return truncate(ws.prediction_dir / "case_000.nii.gz")
@@ -165,7 +203,13 @@ TABLE = [
     BadInput("truncated-image", truncated_image, refused=RAW, case_id="case_001"),
     BadInput("truncated-label", truncated_label, refused=RAW, case_id="case_001"),
     BadInput("truncated-predict-input", truncated_predict_input, refused=("predict",)),
+    BadInput("2d-predict-input-for-3d-model", predict_input_2d_for_3d_model, refused=("predict",)),
+    BadInput("4d-predict-input", predict_input_4d, refused=("predict",)),
+    BadInput("empty-predict-input", empty_predict_input, refused=("predict",)),
     BadInput("truncated-prediction", truncated_prediction, refused=("evaluate",)),
+    BadInput("fractional-prediction", fractional_prediction, refused=("evaluate",)),
+    BadInput("undeclared-reference-label", undeclared_reference_label, refused=("evaluate",)),
+    BadInput("prediction-spacing-mismatch", prediction_spacing_mismatch, refused=("evaluate",)),
     BadInput("truncated-reference", truncated_reference, refused=("evaluate",)),
     BadInput("missing-channel-file", missing_channel_file, refused=RAW),
     BadInput("wrong-file-ending", wrong_file_ending, refused=RAW),
