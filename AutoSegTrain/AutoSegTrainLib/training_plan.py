@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoseg.dataset import DATASET_JSON
+from autoseg.dataset import DATASET_JSON, load_dataset_json, training_cases
 from autoseg.errors import AutoSegError
 from autoseg.paths import dataset_id
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import Plans
-from autoseg.preprocessing.storage import case_ids
+from autoseg.preprocessing.storage import case_ids, stored_provenance
+from autoseg.provenance import case_sources
 from autoseg.training.job import parse_fold
 from AutoSegTrainLib.fold_status import FoldStatus, fold_status
 
@@ -149,6 +150,35 @@ def preprocessing_done(
     return True
 
 
+def raw_cases_changed(
+    raw_dataset: Path, preprocessed_root: Path, dataset: str, configurations: Sequence[str]
+) -> bool:
+    """True when a raw training case was added, removed or edited since it was preprocessed.
+
+    Why: a case added from Slicer, or saved back after a correction, must reach training, while
+    ``preprocessing_done`` only sees that the earlier cases are stored. The check costs one stat
+    per raw file and one small JSON read per stored case, so it runs on every Train click; an
+    unreadable dataset counts as changed and ``plan_and_preprocess`` then names the problem.
+    """
+    try:
+        cases = training_cases(raw_dataset, load_dataset_json(raw_dataset / DATASET_JSON))
+        expected = {case.case_id: case_sources(case) for case in cases}
+    except AutoSegError:
+        return True
+    plans = load_plans(preprocessed_root, dataset)
+    if plans is None:
+        return True
+    for name in configurations:
+        folder = Path(preprocessed_root) / dataset / plans.configuration(name).data_identifier
+        if set(case_ids(folder)) != set(expected):
+            return True
+        for case_id, sources in expected.items():
+            stored = stored_provenance(folder, case_id)
+            if stored is None or stored.get("sources") != sources:
+                return True
+    return False
+
+
 def _check_configurations(plans: Plans | None, request: TrainingRequest) -> None:
     if plans is None:
         return
@@ -172,8 +202,19 @@ def _ordered(request: TrainingRequest, plans: Plans | None) -> list[tuple[str, s
     return sorted(result, key=lambda item: item[1] in request.configurations)
 
 
+def _preprocessing_current(request: TrainingRequest, roots: _Roots) -> bool:
+    if not preprocessing_done(roots.preprocessed, request.dataset, request.configurations):
+        return False
+    raw_dataset = roots.raw / request.dataset if roots.raw is not None else None
+    if raw_dataset is None or not raw_dataset.is_dir():
+        return True
+    return not raw_cases_changed(
+        raw_dataset, roots.preprocessed, request.dataset, request.configurations
+    )
+
+
 def _plan_step(request: TrainingRequest, roots: _Roots) -> EngineStep | None:
-    if preprocessing_done(roots.preprocessed, request.dataset, request.configurations):
+    if _preprocessing_current(request, roots):
         return None
     if not request.run_planning:
         raise AutoSegError(

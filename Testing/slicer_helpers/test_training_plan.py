@@ -290,3 +290,30 @@ def test_the_cascade_brings_its_lowres_stage() -> None:
 def test_unusable_choices_are_one_clear_error(overrides: dict, message: str) -> None:
     with pytest.raises(AutoSegError, match=message):
         request_from_choices(DATASET, _choices(**overrides), "auto")
+
+
+def test_a_case_added_or_edited_in_the_raw_dataset_plans_again(tmp_path: Path) -> None:
+    """Cases added from Slicer, or saved back after a correction, must reach training."""
+    from autoseg.cli import main
+    from autoseg.synthetic import SyntheticSpec, make_synthetic_dataset
+
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    spec = SyntheticSpec(shape=(8, 16, 16), spacing=(1.0, 1.0, 1.0))
+    dataset_dir = make_synthetic_dataset(raw, dataset_id=8, name="Run", num_cases=3, spec=spec)
+    roots = ["--raw", str(raw), "--preprocessed", str(pre), "--results", str(res)]
+    assert main(["plan_and_preprocess", "-d", "8", "-c", "3d_fullres", "-np", "1", *roots]) == 0
+    request = _request(configurations=("3d_fullres",), folds=(0,))
+    assert "plan" not in _keys(plan_steps(request, res, pre, raw_root=raw))
+
+    image = next((dataset_dir / "imagesTr").iterdir())
+    image.write_bytes(image.read_bytes())  # saved again: a new modification time
+    assert _keys(plan_steps(request, res, pre, raw_root=raw))[0] == "plan"
+    assert main(["plan_and_preprocess", "-d", "8", "-c", "3d_fullres", "-np", "1", *roots]) == 0
+    assert "plan" not in _keys(plan_steps(request, res, pre, raw_root=raw))
+
+    case_id = image.name.removesuffix("_0000.nii.gz")
+    for path in (dataset_dir / "imagesTr").glob(f"{case_id}_*"):
+        path.rename(path.with_name(path.name.replace(case_id, "zz_added")))
+    label = dataset_dir / "labelsTr" / f"{case_id}.nii.gz"
+    label.rename(label.with_name("zz_added.nii.gz"))
+    assert _keys(plan_steps(request, res, pre, raw_root=raw))[0] == "plan"
