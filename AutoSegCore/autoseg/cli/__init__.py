@@ -63,6 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutoSegError as error:
         print(f"autoseg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        print(f"autoseg {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"autoseg {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a failed file operation no command foresaw (a full disk, a drive removed
+    mid-run): the path, the system's reason and where to look, never a traceback."""
+    where = os.fspath(error.filename) if error.filename is not None else "a file operation"
+    reason = error.strerror or str(error)
+    return (
+        f"{where}: {reason}. Fix: check that the drive is present, writable and has free space, "
+        "then run the command again."
+    )

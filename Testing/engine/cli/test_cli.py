@@ -138,3 +138,25 @@ def test_one_process_count_per_configuration_with_a_skipped_one(make_dataset, tm
     code, out, err = run(capsys, *argv, "-np", "1", "1", "2", *roots(tmp_path))
     assert code == 0, err
     assert "Skipped (not in the plans): 3d_lowres" in out
+
+
+def test_an_unforeseen_os_error_is_one_line_naming_the_path(make_dataset, tmp_path, capsys):
+    """A disk that fills up or disappears mid-run is not the user's bug: no traceback."""
+    import errno
+
+    from autoseg.cli import data_commands
+
+    make_dataset("Dataset007_Good")
+
+    def full_disk(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "full.json"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_commands, "verify_dataset", full_disk)
+        code, out, err = run(capsys, "verify", "-d", "7", "-np", "1", *roots(tmp_path))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"autoseg verify: error: {tmp_path / 'full.json'}: No space left on device. Fix: check "
+        "that the drive is present, writable and has free space, then run the command again."
+    ]
+    assert "Traceback" not in out + err
