@@ -5,11 +5,18 @@ sorted case identifiers exactly (without importing scikit-learn), so AutoSeg fol
 cases as nnU-Net folds of the same dataset and results can be compared fold by fold. The split is
 written once to ``splits_final.json`` in the preprocessed dataset folder; a file the user put there
 is used as is (any number of splits), which is how custom or stratified splits are made.
+
+A dataset that changed after its splits were written (the annotation loop adds corrected cases; a
+case may be removed) keeps its validation sets: a case in no split joins the training set of every
+fold, and a listed case that is gone is dropped, each with one line on stderr. Re-splitting instead
+would move cases between training and validation of folds already trained, and their validation
+Dice would stop meaning anything. Delete ``splits_final.json`` to re-split on purpose.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,19 +67,53 @@ def kfold_splits(
     return splits
 
 
+def _shown(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+
+
 def _split_problem(split: Any, index: int, known: set[str]) -> str | None:
-    """What is wrong with one entry of a splits file, or None."""
+    """What is wrong with one entry of a splits file, or None.
+
+    Unknown case ids are a problem only when nothing of that part is left without them: the
+    others were removed from the dataset and are dropped by :func:`_fit_to_cases`.
+    """
     if not isinstance(split, dict) or not {"train", "val"} <= split.keys():
         return f"entry {index} is not an object with 'train' and 'val' lists"
     for part in ("train", "val"):
         ids = split[part]
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             return f"entry {index} '{part}' must be a non-empty list of case identifiers"
-        unknown = sorted(set(ids) - known)
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            return f"entry {index} '{part}' names {len(unknown)} unknown case(s): {shown}"
+        if not set(ids) & known:
+            unknown = sorted(set(ids) - known)
+            return f"entry {index} '{part}' names only unknown case(s): {_shown(unknown)}"
     return None
+
+
+def _fit_to_cases(splits: list[Split], case_ids: Sequence[str], path: Path) -> list[Split]:
+    """Drop cases that are gone; add cases in no split to every training set (see module doc)."""
+    known = set(case_ids)
+    listed = {i for split in splits for part in split.values() for i in part}
+    gone, added = sorted(listed - known), sorted(known - listed)
+    if gone:
+        print(
+            f"{path}: {len(gone)} listed case(s) are no longer in the dataset and are left "
+            f"out: {_shown(gone)}",
+            file=sys.stderr,
+        )
+    if added:
+        print(
+            f"{path}: {len(added)} case(s) added after the splits were written join the "
+            f"training set of every fold (validation sets unchanged): {_shown(added)}. "
+            f"Delete {SPLITS_FILE} to re-split.",
+            file=sys.stderr,
+        )
+    return [
+        {
+            "train": [i for i in s["train"] if i in known] + added,
+            "val": [i for i in s["val"] if i in known],
+        }
+        for s in splits
+    ]
 
 
 def _read_splits(path: Path, case_ids: Sequence[str]) -> list[Split]:
@@ -90,7 +131,7 @@ def _read_splits(path: Path, case_ids: Sequence[str]) -> list[Split]:
         problem = _split_problem(split, index, known)
         if problem:
             raise AutoSegError(f"{path}: {problem}. {fix}")
-    return [{"train": list(s["train"]), "val": list(s["val"])} for s in splits]
+    return _fit_to_cases(splits, case_ids, path)
 
 
 def load_or_create_splits(preprocessed_dataset_dir: Path, case_ids: Iterable[str]) -> list[Split]:

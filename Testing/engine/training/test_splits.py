@@ -74,7 +74,7 @@ def test_splits_file_is_created_once_and_then_read(tmp_path):
         ("[]", "non-empty list"),
         ('[{"train": ["case_000"]}]', "entry 0 is not an object"),
         ('[{"train": ["case_000"], "val": []}]', "entry 0 'val' must be a non-empty list"),
-        ('[{"train": ["case_000", "ghost"], "val": ["case_001"]}]', "1 unknown case.*ghost"),
+        ('[{"train": ["case_000"], "val": ["ghost"]}]', "'val' names only unknown.*ghost"),
     ],
 )
 def test_broken_splits_file_names_the_file_and_the_problem(tmp_path, content, message):
@@ -84,6 +84,28 @@ def test_broken_splits_file_names_the_file_and_the_problem(tmp_path, content, me
         load_or_create_splits(tmp_path, ids(5))
     assert str(path) in str(error.value)
     assert "Fix:" in str(error.value)
+
+
+def test_cases_added_later_train_in_every_fold_and_validation_sets_stay(tmp_path, capsys):
+    """The annotation loop adds cases: folds already trained must keep their validation cases."""
+    splits = load_or_create_splits(tmp_path, ids(10))
+    grown = [*ids(10), "new_a", "new_b"]
+    fitted = load_or_create_splits(tmp_path, grown)
+    assert [s["val"] for s in fitted] == [s["val"] for s in splits]
+    assert [s["train"] for s in fitted] == [s["train"] + ["new_a", "new_b"] for s in splits]
+    err = capsys.readouterr().err
+    assert "2 case(s) added after the splits were written" in err
+    assert "new_a, new_b" in err
+    assert json.loads((tmp_path / SPLITS_FILE).read_text()) == splits  # the file is not rewritten
+
+
+def test_removed_cases_are_left_out_with_a_line(tmp_path, capsys):
+    splits = load_or_create_splits(tmp_path, ids(10))
+    removed = splits[0]["val"][0]
+    fitted = load_or_create_splits(tmp_path, [i for i in ids(10) if i != removed])
+    assert removed not in fitted[0]["val"]
+    assert all(removed not in s["train"] for s in fitted)
+    assert f"no longer in the dataset and are left out: {removed}" in capsys.readouterr().err
 
 
 def test_fold_all_trains_and_validates_on_every_case():
