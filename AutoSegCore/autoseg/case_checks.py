@@ -34,6 +34,7 @@ _POSE_FIX = (
     "Check that image and label overlay correctly in a viewer; if they do, copy the image's "
     "origin/direction into the other file."
 )
+_LABEL_KIND = "label values"
 _LABEL_FIX = "Save labels as integers (nearest-neighbour resampling, integer pixel type)."
 
 
@@ -104,7 +105,7 @@ def image_value_problems(array: np.ndarray, path: Path) -> list[Problem]:
     bad = int(finite.size - np.count_nonzero(finite))
     message = f"image contains {bad} NaN or infinite voxel value(s)."
     fix = "Replace them with finite values (e.g. the image minimum) and save the file again."
-    return [Problem("error", str(path), message, fix)]
+    return [Problem("error", str(path), message, fix, "intensities")]
 
 
 def label_voxel_counts(array: np.ndarray) -> dict[float, int]:
@@ -129,11 +130,11 @@ def _float_label_problems(array: np.ndarray, where: str, values: list[float]) ->
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         msg = f"label contains {bad} NaN or infinite value(s)."
-        problems.append(Problem("error", where, msg, _LABEL_FIX))
+        problems.append(Problem("error", where, msg, _LABEL_FIX, _LABEL_KIND))
     fractional = [v for v in values if v != round(v)]
     if fractional:
         msg = f"label contains non-integer values: {_listed([f'{v:.6g}' for v in fractional])}."
-        problems.append(Problem("error", where, msg, _LABEL_FIX))
+        problems.append(Problem("error", where, msg, _LABEL_FIX, _LABEL_KIND))
     return problems
 
 
@@ -152,7 +153,7 @@ def label_value_problems(
             "1, 2, ... (and -1 marks voxels outside the image internally)."
         )
         fix = "Relabel them to the values defined in dataset.json."
-        problems.append(Problem("error", where, msg, fix))
+        problems.append(Problem("error", where, msg, fix, _LABEL_KIND))
     allowed = rules.label_values
     unexpected = [v for v in sorted(integers) if v >= 0 and allowed and v not in allowed]
     if unexpected:
@@ -161,10 +162,11 @@ def label_value_problems(
             f"(defined: {list(allowed or ())})."
         )
         fix = 'Add them to "labels" in dataset.json or correct the label file.'
-        problems.append(Problem("error", where, msg, fix))
+        problems.append(Problem("error", where, msg, fix, _LABEL_KIND))
     if not [v for v in counts if v not in (0, rules.ignore_label)]:
         msg = "label contains only background; this case teaches the network no foreground."
-        problems.append(Problem("warning", where, msg, "Check that the right file was saved."))
+        fix = "Check that the right file was saved."
+        problems.append(Problem("warning", where, msg, fix, "background only"))
     return problems, integers
 
 
@@ -189,7 +191,7 @@ def dimension_problems(item: ReadFile, rules: CaseRules) -> list[Problem]:
     mine, theirs = _dimension_name(item.geometry.is_2d), _dimension_name(rules.is_2d)
     msg = f"is a {mine} image, but the images of {rules.owner} are {theirs}."
     fix = f"Export it as a {theirs} image like the others, or remove the case."
-    return [Problem("error", str(item.path), msg, fix)]
+    return [Problem("error", str(item.path), msg, fix, "2D/3D")]
 
 
 def grid_problems(item: ReadFile, ref: ReadFile, what: str, fix: str = _GRID_FIX) -> list[Problem]:
@@ -198,19 +200,19 @@ def grid_problems(item: ReadFile, ref: ReadFile, what: str, fix: str = _GRID_FIX
     if item.geometry.is_2d != ref.geometry.is_2d:
         mine, theirs = _dimension_name(item.geometry.is_2d), _dimension_name(ref.geometry.is_2d)
         msg = f"{what} is {mine} but {name} is {theirs}."
-        return [Problem("error", where, msg, fix)]
+        return [Problem("error", where, msg, fix, "voxel grid")]
     if item.shape != ref.shape:
         msg = f"{what} shape {item.shape} differs from {name} {ref.shape}."
-        return [Problem("error", where, msg, fix)]
+        return [Problem("error", where, msg, fix, "voxel grid")]
     if not np.allclose(item.geometry.spacing, ref.geometry.spacing, rtol=SPACING_RTOL, atol=0):
         msg = f"{what} spacing {item.geometry.spacing} differs from {name} {ref.geometry.spacing}."
-        return [Problem("error", where, msg, fix)]
+        return [Problem("error", where, msg, fix, "voxel grid")]
     problems = []
     for attr in ("origin", "direction"):
         mine_v, theirs_v = getattr(item.geometry, attr), getattr(ref.geometry, attr)
         if not np.allclose(mine_v, theirs_v, rtol=POSE_TOLERANCE, atol=POSE_TOLERANCE):
             msg = f"{what} {attr} {mine_v} differs from {name} {theirs_v}."
-            problems.append(Problem("warning", where, msg, _POSE_FIX))
+            problems.append(Problem("warning", where, msg, _POSE_FIX, "origin/direction"))
     return problems
 
 
@@ -226,7 +228,7 @@ def channel_problems(case_id: str, channels: int, first: Path, rules: CaseRules)
         "Give every case exactly the channels of channel_names: one 3D (or 2D) file per channel, "
         "named CASE_0000, CASE_0001, ..."
     )
-    return [Problem("error", str(first), msg, fix)]
+    return [Problem("error", str(first), msg, fix, "channels")]
 
 
 def dataset_is_2d(reader: Any, cases: Sequence[CaseFiles]) -> bool | None:
@@ -253,7 +255,7 @@ def read_problem(path: Path, error: Exception) -> Problem:
     if not message.startswith("cannot be read"):
         message = f"cannot be read: {message}"
     fix = fix or "Re-export the file from the original data; check that it is complete."
-    return Problem("error", str(path), message.rstrip(".") + ".", fix)
+    return Problem("error", str(path), message.rstrip(".") + ".", fix, "unreadable")
 
 
 def _read(reader: Any, path: Path, seg: bool) -> tuple[Any, list[Problem]]:

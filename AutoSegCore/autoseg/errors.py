@@ -25,6 +25,7 @@ class Problem:
     location: str
     message: str
     fix: str = ""
+    kind: str = ""  # the check that found it, for verify's count of problems by kind
 
     @property
     def is_error(self) -> bool:

@@ -62,10 +62,11 @@ def check_case(case: CaseFiles, ctx: _Context) -> CaseReport:
             report = _check_case(case, ctx)
     except Exception as exc:
         msg = f"case {case.case_id} could not be checked: {exc}"
-        return CaseReport([Problem("error", where, msg, "Check that its files are valid images.")])
+        fix = "Check that its files are valid images."
+        return CaseReport([Problem("error", where, msg, fix, "unreadable")])
     for caught_warning in caught:
         message, _, fix = str(caught_warning.message).partition(" Fix: ")
-        report.problems.append(Problem("warning", where, message, fix))
+        report.problems.append(Problem("warning", where, message, fix, "reader warning"))
     return report
 
 

@@ -46,4 +46,4 @@ def nonfinite_problems(path: Path) -> list[Problem]:
         f"so training and prediction see {ITK_REPLACEMENT} there."
     )
     fix = "Replace them with a deliberate value (e.g. the image minimum) and save the file again."
-    return [Problem("warning", str(path), message, fix)]
+    return [Problem("warning", str(path), message, fix, "NaN in NIfTI")]

@@ -16,8 +16,9 @@ from autoseg.cli.common import (
     roots_from,
 )
 from autoseg.conversion import convert_msd, convert_old_dataset
+from autoseg.dataset_summary import summary_lines
 from autoseg.errors import Problem
-from autoseg.integrity import verify_dataset
+from autoseg.integrity import inspect_dataset
 from autoseg.paths import resolve_dataset_name
 
 
@@ -39,8 +40,9 @@ def verify_datasets(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         name = resolve_dataset_name(identifier, roots)
         folder = roots.require_raw() / name
         print(f"Verifying {folder}")
-        problems = verify_dataset(folder, args.num_processes, env, progress_from(args))
-        failed |= print_problems(problems) > 0
+        report = inspect_dataset(folder, args.num_processes, env, progress_from(args))
+        failed |= print_problems(report.problems) > 0
+        print("\n".join(summary_lines(report)))
     return 1 if failed else 0
 
 

@@ -152,7 +152,7 @@ def test_an_unforeseen_os_error_is_one_line_naming_the_path(make_dataset, tmp_pa
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "full.json"))
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(data_commands, "verify_dataset", full_disk)
+        patch.setattr(data_commands, "inspect_dataset", full_disk)
         code, out, err = run(capsys, "verify", "-d", "7", "-np", "1", *roots(tmp_path))
     assert code == 2
     assert err.strip().splitlines() == [
@@ -160,3 +160,13 @@ def test_an_unforeseen_os_error_is_one_line_naming_the_path(make_dataset, tmp_pa
         "that the drive is present, writable and has free space, then run the command again."
     ]
     assert "Traceback" not in out + err
+
+
+def test_verify_ends_with_the_summary_table(make_dataset, tmp_path, capsys):
+    make_dataset("Dataset009_Summary", num_cases=2)
+    code, out, _ = run(capsys, "verify", "-d", "9", "-np", "1", *roots(tmp_path))
+    assert code == 0
+    tail = out.splitlines()[-7:]
+    assert tail[0] == "Summary:"
+    assert tail[1].split() == ["cases", "2", "found", "(2", "declared),", "2", "readable"]
+    assert "problems" in tail[-1]
