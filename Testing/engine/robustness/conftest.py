@@ -22,8 +22,9 @@ How to add a bad-input class (one row each)
    row-specific checks. ``warn`` is the same for commands that must succeed with a WARNING line.
 
 Commands known to ``Workspace.argv`` (extend ``_ARGV`` for new ones): ``verify``,
-``plan_and_preprocess`` (3d_fullres only, one process), ``predict`` (the session's tiny model on
-``ws.predict_dir``), ``evaluate`` (``ws.reference_dir`` against ``ws.prediction_dir``). For a
+``plan_and_preprocess`` (3d_fullres only, one process), ``preprocess`` and ``train`` (one tiny
+epoch of fold ``all``; both need ``ws.planned_dataset()`` first), ``predict`` (the session's tiny
+model on ``ws.predict_dir``), ``evaluate`` (``ws.reference_dir`` against ``ws.prediction_dir``). For a
 command with other arguments, call ``refuse(ws, capsys, argv=[...], outputs=[...])`` directly.
 Everything is tiny (8x12x10 voxels, two cases) so a row costs well under a second per command.
 """
@@ -38,6 +39,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,6 +47,13 @@ import SimpleITK as sitk
 
 from autoseg.cli import main
 from autoseg.paths import DataRoots
+from autoseg.planning import PlannerOptions
+from autoseg.stages import (
+    DatasetFolders,
+    fingerprint_dataset,
+    plan_dataset,
+    preprocess_configurations,
+)
 
 DATASET_ID = 950
 DATASET = "Dataset950_Robust"
@@ -222,6 +231,17 @@ class Workspace:
         )
         return self.dataset_dir
 
+    def planned_dataset(self, preprocess: bool = False, **dataset: Any) -> Path:
+        """A valid raw dataset, fingerprinted and planned (and preprocessed for 3d_fullres), so
+        that a row can break it afterwards for ``preprocess`` or ``train``."""
+        self.raw_dataset(**dataset)
+        folders = DatasetFolders.resolve(DATASET_ID, self.roots)
+        fingerprint_dataset(folders, 1)
+        plans = plan_dataset(folders, PlannerOptions())
+        if preprocess:
+            preprocess_configurations(folders, plans.plans_name, ["3d_fullres"], 1)
+        return self.dataset_dir
+
     @staticmethod
     def valid_label() -> np.ndarray:
         """Label 1 and label 2 as two slabs inside a background border."""
@@ -281,6 +301,8 @@ class Workspace:
         """What ``command`` may write (everything else must stay untouched)."""
         return {
             "plan_and_preprocess": [self.roots.preprocessed],
+            "preprocess": [self.roots.preprocessed / DATASET],
+            "train": [self.roots.results],
             "predict": [self.predict_out],
             "evaluate": [self.summary_file.parent],
         }.get(command, [])
@@ -316,6 +338,17 @@ _ARGV: dict[str, Callable[[Workspace], list[str]]] = {
         "-npfp",
         "1",
         *_roots_args(ws),
+    ],
+    "preprocess": lambda ws: [
+        "preprocess",
+        *("-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1"),
+        *_roots_args(ws),
+    ],
+    "train": lambda ws: [
+        "train",
+        *(str(DATASET_ID), "3d_fullres", "all", "--epochs", "1", "--iterations-per-epoch", "1"),
+        *("--val-iterations", "1", "--num-workers", "0", "-device", "cpu", "--quiet"),
+        *_roots_args(ws)[:-2],
     ],
     "predict": lambda ws: [
         "predict",

@@ -27,6 +27,7 @@ from .conftest import (
 )
 
 RAW = ("verify", "plan_and_preprocess")
+PLANNED = ("preprocess",)  # the dataset was planned while valid, then broken
 
 
 def _label_with(ws: Workspace, value: float, dtype: str) -> Path:
@@ -129,6 +130,36 @@ def nan_in_nifti_image(ws: Workspace) -> Path:
     return write_volume(ws.image_file("case_001"), image)
 
 
+def planned_then_undeclared_label(ws: Workspace) -> Path:
+    ws.planned_dataset()
+    seg = ws.valid_label()
+    seg[2, 2, 2] = 5
+    return write_volume(ws.label_file("case_001"), seg)
+
+
+def planned_then_truncated_image(ws: Workspace) -> Path:
+    ws.planned_dataset()
+    return truncate(ws.image_file("case_001"))
+
+
+def planned_then_nan_image_mha(ws: Workspace) -> Path:
+    ws.planned_dataset(file_ending=".mha")
+    image = np.ones(SHAPE, dtype=np.float32)
+    image[2] = np.inf
+    return write_volume(ws.image_file("case_001", file_ending=".mha"), image)
+
+
+def planned_then_label_size_mismatch(ws: Workspace) -> Path:
+    ws.planned_dataset()
+    return write_volume(ws.label_file("case_001"), ws.valid_label()[:-1])
+
+
+def truncated_preprocessed_case(ws: Workspace) -> Path:
+    ws.planned_dataset(preprocess=True)
+    (path,) = (ws.roots.preprocessed / "Dataset950_Robust").glob("*3d_fullres/case_001.npy")
+    return truncate(path, 0.5)
+
+
 def truncated_predict_input(ws: Workspace) -> Path:
     return truncate(ws.predict_inputs() / "in_000_0000.nii.gz")
 
@@ -216,6 +247,31 @@ TABLE = [
     BadInput("empty-label-file", empty_label_file, refused=RAW, case_id="case_001"),
     BadInput("garbage-image-file", garbage_image_file, refused=RAW, case_id="case_001"),
     BadInput("dataset-json-invalid", dataset_json_invalid, refused=RAW),
+    BadInput(
+        "undeclared-label-after-planning",
+        planned_then_undeclared_label,
+        refused=PLANNED,
+        case_id="case_001",
+    ),
+    BadInput(
+        "truncated-image-after-planning",
+        planned_then_truncated_image,
+        refused=PLANNED,
+        case_id="case_001",
+    ),
+    BadInput(
+        "inf-image-mha-after-planning",
+        planned_then_nan_image_mha,
+        refused=PLANNED,
+        case_id="case_001",
+    ),
+    BadInput(
+        "label-size-after-planning",
+        planned_then_label_size_mismatch,
+        refused=PLANNED,
+        case_id="case_001",
+    ),
+    BadInput("truncated-preprocessed-case", truncated_preprocessed_case, refused=("train",)),
     BadInput("nan-in-nifti-image", nan_in_nifti_image, warned=("verify",)),
     BadInput("background-only-label", background_only_label, warned=("verify",)),
     BadInput("label-origin-shifted", label_origin_shifted, warned=("verify",)),
@@ -231,7 +287,7 @@ def test_bad_input_is_handled_cleanly(
         warn(workspace, capsys, command, bad)
         return
     refuse(workspace, capsys, command, bad)
-    if command == "plan_and_preprocess" and row.case_id:
+    if command in ("plan_and_preprocess", "preprocess") and row.case_id:
         assert_case_not_stored(workspace, row.case_id)
 
 
