@@ -4,7 +4,9 @@ Training on a broken dataset fails late and obscurely (a stray label value becom
 hours later), so this check reads every file once and reports each problem with the file and the fix.
 Nothing stops at the first problem: dataset.json, the file layout, the label definition, the reader
 and every case are all checked, and the per-case checks run in parallel worker processes that return
-their findings instead of raising.
+their findings instead of raising. The per-case checks are those of :mod:`autoseg.case_checks`,
+which the fingerprint and preprocessing run too (there they stop at the first error); verify adds
+only what needs an extra read: the raw NIfTI voxels, where ITK hides NaN and inf.
 """
 
 from __future__ import annotations
