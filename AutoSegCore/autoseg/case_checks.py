@@ -96,16 +96,23 @@ def _listed(values: Sequence[Any]) -> str:
 
 
 def image_value_problems(array: np.ndarray, path: Path) -> list[Problem]:
-    """NaN or infinite intensities (they poison normalization and every loss downstream)."""
-    if not np.issubdtype(array.dtype, np.floating):
+    """NaN or infinite intensities (they poison normalization and every loss downstream) are
+    errors; a constant image (often an export of an empty volume) is a warning."""
+    if array.size == 0:
         return []
-    finite = np.isfinite(array)
-    if finite.all():
-        return []
-    bad = int(finite.size - np.count_nonzero(finite))
-    message = f"image contains {bad} NaN or infinite voxel value(s)."
-    fix = "Replace them with finite values (e.g. the image minimum) and save the file again."
-    return [Problem("error", str(path), message, fix, "intensities")]
+    low, high = array.min(), array.max()  # NaN propagates, so finite bounds mean finite voxels
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        message = f"image contains {bad} NaN or infinite voxel value(s)."
+        fix = "Replace them with finite values (e.g. the image minimum) and save the file again."
+        return [Problem("error", str(path), message, fix, "intensities")]
+    if low == high:
+        message = (
+            f"image is constant (every voxel is {float(low):g}); it shows the network nothing."
+        )
+        fix = "Check that the right file was exported."
+        return [Problem("warning", str(path), message, fix, "intensities")]
+    return []
 
 
 def label_voxel_counts(array: np.ndarray) -> dict[float, int]:

@@ -269,6 +269,9 @@ def _list_files(folder: Path, ending: str) -> tuple[list[Path], list[Problem]]:
     files: list[Path] = []
     problems: list[Problem] = []
     for path in sorted(folder.iterdir()):
+        if path.is_dir() and path.name.endswith(ending):
+            msg = "is a folder, where an image file of this name is expected."
+            problems.append(_problem(str(path), msg, "Replace the folder with the image file."))
         if path.name.startswith(".") or not path.is_file():
             continue
         if path.name.endswith(ending):

@@ -117,7 +117,40 @@ def inspect_dataset(
     for case, case_report in zip(cases, results, strict=True):
         report.cases[case.case_id] = case_report
         report.problems += case_report.problems
+    labels_at = next((str(c.label.parent) for c in cases if c.label is not None), where)
+    report.problems += _label_presence_problems(spec, report.cases, (where, labels_at))
     return report
+
+
+def _label_presence_problems(
+    spec: DatasetSpec, cases: Mapping[str, CaseReport], where: tuple[str, str]
+) -> list[Problem]:
+    """A label no case contains trains an output nothing taught; no foreground at all is fatal.
+
+    ``where``: dataset.json (for a declared label) and the labels folder (for missing foreground).
+    """
+    dataset_json, labels_folder = where
+    labelled = [case.label_voxels for case in cases.values() if case.label_voxels]
+    if not labelled:
+        return []
+    present = {value for counts in labelled for value, n in counts.items() if n}
+    foreground = spec.labels.foreground_labels
+    if not present.intersection(foreground):
+        msg = f"no label file contains any foreground label {list(foreground)}."
+        fix = "Check that the label files were exported with their segmentations."
+        return [Problem("error", labels_folder, msg, fix, "label presence")]
+    names = spec.labels.names_by_value
+    return [
+        Problem(
+            "warning",
+            dataset_json,
+            f'label {value} ("{names.get(value, value)}") occurs in no label file.',
+            "Remove it from dataset.json or add cases that contain it.",
+            "label presence",
+        )
+        for value in foreground
+        if value not in present
+    ]
 
 
 def verify_dataset(

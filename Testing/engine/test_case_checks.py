@@ -28,6 +28,10 @@ HERE = Path("label.nii.gz")
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
+def _ramp(shape) -> np.ndarray:
+    return np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+
+
 def _messages(problems) -> list[str]:
     return [f"{p.severity}: {p.message}" for p in problems]
 
@@ -70,7 +74,7 @@ def test_unknown_labels_skip_only_the_declared_values_check() -> None:
 
 
 def test_non_finite_images() -> None:
-    image = np.ones((1, 2, 2, 2), np.float32)
+    image = _ramp((1, 2, 2, 2))
     assert image_value_problems(image, HERE) == []
     image[0, 0, 0, 0] = np.inf
     assert "1 NaN or infinite" in image_value_problems(image, HERE)[0].message
@@ -115,7 +119,7 @@ def test_dataset_dimensionality_is_the_majority_or_the_readers(tmp_path: Path) -
 
 
 def test_load_case_stops_with_one_line_naming_the_file(tmp_path: Path) -> None:
-    image = _write(tmp_path / "c_0000.nii.gz", np.ones((4, 5, 6), np.float32))
+    image = _write(tmp_path / "c_0000.nii.gz", _ramp((4, 5, 6)))
     label = _write(tmp_path / "c.nii.gz", np.full((4, 5, 6), 9, np.uint8))
     case = CaseFiles("c", (image,), label)
     with pytest.raises(AutoSegError) as error:
@@ -129,3 +133,9 @@ def test_load_case_stops_with_one_line_naming_the_file(tmp_path: Path) -> None:
     assert loaded.images.shape == (1, 4, 5, 6)
     assert loaded.seg is not None
     assert loaded.warnings == []
+
+
+def test_a_constant_image_is_a_warning() -> None:
+    (problem,) = image_value_problems(np.zeros((1, 2, 2, 2), np.float32), HERE)
+    assert problem.severity == "warning"
+    assert "constant (every voxel is 0)" in problem.message

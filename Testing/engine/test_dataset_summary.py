@@ -8,6 +8,10 @@ from autoseg.dataset_summary import summary_lines
 from autoseg.integrity import inspect_dataset
 
 
+def _ramp(shape) -> np.ndarray:
+    return np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+
+
 def _table(lines: list[str]) -> dict[str, str]:
     rows = {}
     for line in lines[1:]:
@@ -18,15 +22,13 @@ def _table(lines: list[str]) -> dict[str, str]:
 
 def test_summary_of_a_dataset_with_problems(make_dataset):
     folder = make_dataset(num_cases=3, channels=("T1", "T2"), shape=(8, 9, 10))
-    make_dataset.write_image(
-        folder / "imagesTr" / "case_001_0000.nii.gz", np.ones((8, 9, 12), np.float32)
-    )
+    make_dataset.write_image(folder / "imagesTr" / "case_001_0000.nii.gz", _ramp((8, 9, 12)))
     make_dataset.write_image(
         folder / "labelsTr" / "case_002.nii.gz", np.zeros((8, 9, 10), np.uint8)
     )
     make_dataset.write_image(
         folder / "imagesTr" / "case_000_0001.nii.gz",
-        np.ones((8, 9, 10), np.float32),
+        _ramp((8, 9, 10)),
         spacing=(1.0, 1.0, 1.00000001),
     )
     lines = summary_lines(inspect_dataset(folder, num_processes=1))

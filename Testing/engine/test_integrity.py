@@ -34,6 +34,11 @@ def _label(folder: Path, case: int = 0, ending: str = ".nii.gz") -> Path:
     return folder / "labelsTr" / f"case_{case:03d}{ending}"
 
 
+def _ramp(shape) -> np.ndarray:
+    """A non-constant image (a constant one is warned about)."""
+    return np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+
+
 def _seg(*values: int) -> np.ndarray:
     seg = np.zeros(SHAPE, dtype=np.uint8)
     for i, value in enumerate(values):
@@ -137,7 +142,7 @@ def test_nan_or_inf_in_image(make_dataset, bad):
 
 def test_channel_count_differs_from_channel_names(make_dataset):
     folder = make_dataset()
-    volume = sitk.GetImageFromArray(np.ones(SHAPE, dtype=np.float32))
+    volume = sitk.GetImageFromArray(_ramp(SHAPE))
     sitk.WriteImage(sitk.JoinSeries([volume, volume]), str(_image(folder)))
     problem = _only(verify_dataset(folder, num_processes=1))
     assert "2 channel(s); the channel_names of this dataset list 1" in problem.message
@@ -145,7 +150,7 @@ def test_channel_count_differs_from_channel_names(make_dataset):
 
 def test_shape_mismatch_between_channels(make_dataset):
     folder = make_dataset(channels=("T1", "T2"))
-    make_dataset.write_image(_image(folder, 0, 1), np.ones((8, 8, 6), dtype=np.float32))
+    make_dataset.write_image(_image(folder, 0, 1), _ramp((8, 8, 6)))
     problem = _only(verify_dataset(folder, num_processes=1))
     assert problem.location == str(_image(folder, 0, 1))
     assert "channel shape (8, 8, 6)" in problem.message
@@ -153,7 +158,7 @@ def test_shape_mismatch_between_channels(make_dataset):
 
 def test_spacing_mismatch_between_channels(make_dataset):
     folder = make_dataset(channels=("T1", "T2"))
-    make_dataset.write_image(_image(folder, 0, 1), np.ones(SHAPE), spacing=(2.0, 1.0, 1.0))
+    make_dataset.write_image(_image(folder, 0, 1), _ramp(SHAPE), spacing=(2.0, 1.0, 1.0))
     assert "channel spacing" in _only(verify_dataset(folder, num_processes=1)).message
 
 
@@ -180,7 +185,7 @@ def test_origin_mismatch_is_a_warning(make_dataset):
 def test_direction_mismatch_is_a_warning(make_dataset):
     folder = make_dataset(channels=("T1", "T2"))
     flipped = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    make_dataset.write_image(_image(folder, 1, 1), np.ones(SHAPE), direction=flipped)
+    make_dataset.write_image(_image(folder, 1, 1), _ramp(SHAPE), direction=flipped)
     warnings = verify_dataset(folder, num_processes=1)
     assert {p.severity for p in warnings} == {"warning"}
     assert any("channel direction" in p.message for p in warnings)
@@ -276,7 +281,7 @@ def test_nan_in_nifti_is_a_warning_saying_it_becomes_zero(make_dataset):
 
 def test_two_d_image_in_a_three_d_dataset_is_named(make_dataset):
     folder = make_dataset(num_cases=3)
-    make_dataset.write_image(_image(folder, 1), np.ones(SHAPE[1:], dtype=np.float32))
+    make_dataset.write_image(_image(folder, 1), _ramp(SHAPE[1:]))
     errors = _errors(verify_dataset(folder, num_processes=1))
     assert errors[0].location == str(_image(folder, 1))
     assert "is a 2D image, but the images of this dataset are 3D" in errors[0].message
@@ -289,3 +294,25 @@ def test_a_float_label_with_foreground_is_not_called_background_only(make_datase
     make_dataset.write_image(_label(folder), seg)
     problem = _only(verify_dataset(folder, num_processes=1))
     assert "non-integer values: 1.2" in problem.message
+
+
+def test_a_label_in_no_case_is_a_warning_and_no_foreground_at_all_an_error(make_dataset):
+    folder = make_dataset()
+    labels = {"background": 0, "a": 1, "b": 2, "c": 3}
+    make_dataset.write_json(folder, {**make_dataset.read_json(folder), "labels": labels})
+    problem = _only(verify_dataset(folder, num_processes=1), "warning")
+    assert problem.message == 'label 3 ("c") occurs in no label file.'
+    for case in (0, 1):
+        make_dataset.write_image(_label(folder, case), _seg())
+    errors = _errors(verify_dataset(folder, num_processes=1))
+    assert [e.message for e in errors] == ["no label file contains any foreground label [1, 2, 3]."]
+
+
+def test_a_folder_named_like_an_image_is_named(make_dataset):
+    folder = make_dataset()
+    _image(folder, 1).unlink()
+    _image(folder, 1).mkdir()
+    problems = verify_dataset(folder, num_processes=1)
+    assert any(
+        p.location == str(_image(folder, 1)) and "is a folder" in p.message for p in problems
+    )

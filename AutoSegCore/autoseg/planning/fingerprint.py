@@ -213,9 +213,14 @@ def extract_fingerprint(
     max_values = max(TOTAL_VALUE_BUDGET // len(cases), MIN_VALUES_PER_CASE)
     rules = rules or CaseRules(len(cases[0].images), None)
     jobs = [_CaseJob(reader_name, case, max_values, rules) for case in cases]
-    fingerprint = combine_case_fingerprints(
-        map_cases(_run_case_job, jobs, num_processes, progress, "fingerprint")
-    )
+    measured = map_cases(_run_case_job, jobs, num_processes, progress, "fingerprint")
+    if not any(case.foreground_values.size for case in measured):
+        raise AutoSegError(
+            f"{cases[0].label.parent if cases[0].label else 'labelsTr'}: no label file contains "
+            "any foreground (a value above 0), so there is nothing to learn. Fix: check that the "
+            "label files were exported with their segmentations."
+        )
+    fingerprint = combine_case_fingerprints(measured)
     return replace(fingerprint, provenance=provenance)
 
 

@@ -123,6 +123,34 @@ def dataset_json_invalid(ws: Workspace) -> Path:
     return path
 
 
+def no_foreground_anywhere(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    for case in ("case_000", "case_001"):
+        write_volume(ws.label_file(case), np.zeros(SHAPE, dtype=np.uint8))
+    return ws.dataset_dir / "labelsTr"
+
+
+def constant_image(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    return write_volume(ws.image_file("case_001"), np.zeros(SHAPE, dtype=np.float32))
+
+
+def folder_named_like_an_image(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.image_file("case_001")
+    path.unlink()
+    path.mkdir()
+    return path
+
+
+def vector_label(ws: Workspace) -> Path:
+    ws.raw_dataset()
+    path = ws.label_file("case_001")
+    seg = sitk.GetImageFromArray(np.zeros((*SHAPE, 3), np.uint8), isVector=True)
+    sitk.WriteImage(seg, str(path))
+    return path
+
+
 def nan_in_nifti_image(ws: Workspace) -> Path:
     ws.raw_dataset()
     image = np.random.default_rng(2).normal(100.0, 10.0, size=SHAPE).astype(np.float32)
@@ -272,6 +300,10 @@ TABLE = [
         case_id="case_001",
     ),
     BadInput("truncated-preprocessed-case", truncated_preprocessed_case, refused=("train",)),
+    BadInput("no-foreground-anywhere", no_foreground_anywhere, refused=RAW),
+    BadInput("constant-image", constant_image, warned=("verify",)),
+    BadInput("folder-named-like-an-image", folder_named_like_an_image, refused=RAW),
+    BadInput("label-with-3-components", vector_label, refused=RAW, case_id="case_001"),
     BadInput("nan-in-nifti-image", nan_in_nifti_image, warned=("verify",)),
     BadInput("background-only-label", background_only_label, warned=("verify",)),
     BadInput("label-origin-shifted", label_origin_shifted, warned=("verify",)),
