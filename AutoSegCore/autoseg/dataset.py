@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoseg.dataset_files import count_problem, list_files
 from autoseg.errors import Problem, ProblemsFound
 from autoseg.labels import LabelSpec, parse_labels
 
@@ -22,8 +23,6 @@ DATASET_JSON = "dataset.json"
 IMAGES_DIR = "imagesTr"
 LABELS_DIR = "labelsTr"
 _ENV_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
-# Tiff3D datasets keep their spacing in CASE.json files next to the images and labels.
-_SIDECAR_ENDINGS = (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -255,36 +254,8 @@ def load_dataset_json(path: Path, env: Mapping[str, str] | None = None) -> Datas
 _CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 
-def _is_foreign(path: Path, ending: str) -> bool:
-    """A visible file that does not end with the dataset's file ending (and is no TIFF sidecar)."""
-    return (
-        not path.name.startswith(".")
-        and path.is_file()
-        and not path.name.endswith(ending)
-        and not (path.suffix == ".json" and ending in _SIDECAR_ENDINGS)
-    )
-
-
-def _list_files(folder: Path, ending: str) -> tuple[list[Path], list[Problem]]:
-    files: list[Path] = []
-    problems: list[Problem] = []
-    for path in sorted(folder.iterdir()):
-        if path.is_dir() and path.name.endswith(ending):
-            msg = "is a folder, where an image file of this name is expected."
-            problems.append(_problem(str(path), msg, "Replace the folder with the image file."))
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.name.endswith(ending):
-            files.append(path)
-        elif _is_foreign(path, ending):
-            msg = f'does not end with the file_ending "{ending}" of dataset.json; it is ignored.'
-            fix = f'Convert it to "{ending}", move it out of {folder.name}/, or fix "file_ending".'
-            problems.append(_problem(str(path), msg, fix, "warning"))
-    return files, problems
-
-
 def _scan_images(folder: Path, ending: str) -> tuple[dict[str, dict[int, Path]], list[Problem]]:
-    files, problems = _list_files(folder, ending)
+    files, problems = list_files(folder, ending)
     by_case: dict[str, dict[int, Path]] = {}
     for path in files:
         match = _CHANNEL.fullmatch(path.name[: -len(ending)])
@@ -329,7 +300,7 @@ def _folder_cases(
     if problems:
         return [], problems, None  # counting makes no sense without the folders
     by_case, problems = _scan_images(images_dir, spec.file_ending)
-    label_files, found = _list_files(labels_dir, spec.file_ending)
+    label_files, found = list_files(labels_dir, spec.file_ending)
     problems += found
     labels = {p.name[: -len(spec.file_ending)]: p for p in label_files}
     cases = []
@@ -396,33 +367,9 @@ def discover_cases(dataset_dir: Path, spec: DatasetSpec) -> tuple[list[CaseFiles
     else:
         cases, problems, n_found = _folder_cases(dataset_dir, spec)
     if n_found is not None and n_found != spec.num_training:
-        problems.append(_count_problem(dataset_dir, spec, n_found, where))
+        folder = None if spec.explicit_cases is not None else dataset_dir / IMAGES_DIR
+        problems.append(count_problem(spec.num_training, n_found, spec.file_ending, folder, where))
     return cases, problems
-
-
-def _count_problem(dataset_dir: Path, spec: DatasetSpec, n_found: int, where: str) -> Problem:
-    """numTraining disagrees with the cases found; files with another ending usually explain it."""
-    msg = f'"numTraining" is {spec.num_training} but {n_found} training case(s) were found.'
-    folder = dataset_dir / IMAGES_DIR
-    listed = spec.explicit_cases is not None or not folder.is_dir()
-    foreign = (
-        [] if listed else sorted(p for p in folder.iterdir() if _is_foreign(p, spec.file_ending))
-    )
-    if n_found < spec.num_training and foreign:
-        msg += (
-            f" {len(foreign)} file(s) in {IMAGES_DIR}/ are ignored because they do not end with "
-            f'"{spec.file_ending}", e.g. {foreign[0].name}.'
-        )
-        fix = (
-            f'Convert those files to "{spec.file_ending}" (or, if every file has another ending, '
-            'set "file_ending" to it).'
-        )
-        return _problem(str(foreign[0]), msg, fix)
-    if n_found == 0:
-        fix = f"Add the cases to {IMAGES_DIR}/ as CASE_0000{spec.file_ending} (one per channel)."
-    else:
-        fix = f'Set "numTraining": {n_found} or add the missing cases.'
-    return _problem(where, msg, fix)
 
 
 def training_cases(dataset_dir: Path, spec: DatasetSpec) -> list[CaseFiles]:

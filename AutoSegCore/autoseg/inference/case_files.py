@@ -12,17 +12,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from autoseg.dataset_files import SIDECAR_ENDINGS
 from autoseg.errors import AutoSegError
 
 _CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
-# TIFF images keep their spacing in a CASE.json next to the channel files.
-_SIDECAR_ENDINGS = (".tif", ".tiff")
 
 InputCase = tuple[str, list[Path]]
 
 
 def _is_sidecar(path: Path, file_ending: str) -> bool:
-    return file_ending.lower() in _SIDECAR_ENDINGS and path.name.endswith(".json")
+    return file_ending.lower() in SIDECAR_ENDINGS and path.name.endswith(".json")
 
 
 def _candidate_files(folder: Path) -> list[Path]:
