@@ -7,8 +7,9 @@ Slicer extensions catalog rule), and two kinds of package need special care:
   it broke nnU-Net inference in SlicerNNUnet), so they are never planned, even when missing or
   outdated; the plan reports them in ``skipped`` and a pip constraints file pins them during the
   install so no other package can drag them along.
-- torch goes through the PyTorch extension when it is installed: its light-the-torch installer
-  picks the CUDA build that matches the NVIDIA driver, whereas PyPI's Windows wheels are CPU-only.
+- torch goes through the PyTorch extension when it is installed (``PyTorchUtilsLogic.installTorch``):
+  its maintained installer picks the CUDA build that matches the NVIDIA driver, whereas PyPI's
+  Windows wheels are CPU-only, and an upgrade keeps the build (CPU, CUDA or ROCm) already chosen.
 
 Checks read installed versions with ``importlib.metadata`` and never import a package, so they
 neither load torch into Slicer's process nor lock files a later upgrade must replace.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ TORCH_REQUIREMENT = "torch>=2.1"
 # Distributions Slicer ships and AutoSeg must never replace: display name by canonical name.
 SLICER_OWNED = {"numpy": "numpy", "simpleitk": "SimpleITK"}
 PYTORCH_EXTENSION_MODULE = "PyTorchUtils"
+# Local version labels of torch builds that name a computation backend: 2.5.1+cu121, 2.5.1+cpu.
+_BACKEND_LABEL = re.compile(r"^(cpu|cu\d+|rocm\d+(\.\d+)*)$")
 
 VersionLookup = Callable[[str], "str | None"]
 
@@ -207,6 +211,26 @@ def plan_installation(
         skipped=skipped,
         torch_requirement=torch_text,
     )
+
+
+def torch_backend(installed: str | None) -> str | None:
+    """The computation backend of an installed torch build (``cu121``, ``cpu``, ``rocm6.2``).
+
+    None when torch is absent or its version names no backend (PyPI's Linux and macOS wheels):
+    the installer then chooses. Passing it on keeps an upgrade on the build the user has.
+    """
+    if installed is None:
+        return None
+    try:
+        local = Version(installed).local
+    except InvalidVersion:
+        return None
+    return local if local and _BACKEND_LABEL.match(local) else None
+
+
+def version_specifier(requirement: str) -> str:
+    """The version part of a requirement: ``>=2.1`` of ``torch>=2.1`` ("" when there is none)."""
+    return str(parse_requirement(requirement).specifier)
 
 
 def pytorch_extension_available(

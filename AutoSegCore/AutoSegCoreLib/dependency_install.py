@@ -1,18 +1,26 @@
 """Carry out a ``dependencies.DependencyPlan`` inside the Slicer application, with consent.
 
 Slicer only (it asks the user, shows pip's progress and may ask for a restart), so it is kept apart
-from the Qt-free planning in ``dependencies``, which is what the tests cover.
+from the Qt-free planning in ``dependencies``. It runs on Slicer 5.10 and newer, and uses only
+what both 5.10 and 5.12 offer (Testing/slicer_api checks every name against their sources).
 
-torch: with the PyTorch extension installed, its installer (light-the-torch, which picks the CUDA
-build matching the NVIDIA driver) is run as a child process here instead of calling
-``PyTorchUtilsLogic.installTorch``, because that one imports torch into Slicer's process when it is
-done and AutoSeg keeps torch out of Slicer entirely.
+torch: with the PyTorch extension installed, its own logic installs it
+(``PyTorchUtils.PyTorchUtilsLogic().installTorch``). The extension maintains the installer that
+picks the CUDA build matching the NVIDIA driver (the released light-the-torch knows CUDA only up
+to 12.6, so newer GPUs would get a torch without kernels for them); AutoSeg does not install an
+installer of its own. A user who wants another build (CPU only, a given CUDA version) installs it
+in the extension's "PyTorch Utils" module first; AutoSeg then finds torch and leaves it alone, and
+an upgrade keeps that build's backend. Whether torch is there is read from its installed metadata,
+not by importing it (which ``PyTorchUtilsLogic.torchInstalled`` does): an imported torch locks its
+libraries, and a later upgrade could not replace them. Without the extension torch comes from pip.
+
+Other packages: ``slicer.packaging.pip_ensure`` (Slicer 5.12+, its own dialog and constraints),
+else ``slicer.util.pip_install`` after our own confirmation (Slicer 5.10).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -23,12 +31,11 @@ from AutoSegCoreLib.dependencies import (
     current_plan,
     distribution_import_names,
     installed_version,
-    parse_requirement,
     protective_pins,
     replaced_loaded_distributions,
+    torch_backend,
+    version_specifier,
 )
-
-LIGHT_THE_TORCH = "light-the-torch>=0.5"
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,14 @@ def ensure_engine_dependencies(requester: str = "AutoSeg", python: Path | None =
 def install(plan: DependencyPlan, *, requester: str = "AutoSeg") -> InstallResult:
     """Carry out ``plan`` in Slicer (asks the user first).
 
-    Raises ``subprocess.CalledProcessError`` when pip fails (Slicer shows pip's log).
+    Raises ``subprocess.CalledProcessError`` when pip or the torch installer fails (Slicer shows
+    the log).
     """
     if plan.nothing_to_install:
         return InstallResult(False, plan.summary())
     names = plan.distribution_names()
     before = {name: installed_version(name) for name in names}
+    loaded_before = frozenset(sys.modules)  # the torch installer imports what it installed
     if plan.torch_via_extension and not _install_torch_with_extension(plan, requester):
         return InstallResult(False, "PyTorch was not installed (cancelled).", cancelled=True)
     pip_torch = (
@@ -85,36 +94,45 @@ def install(plan: DependencyPlan, *, requester: str = "AutoSeg") -> InstallResul
     importlib.invalidate_caches()
     after = {name: installed_version(name) for name in names}
     replaced = replaced_loaded_distributions(
-        before, after, import_names=distribution_import_names(), loaded=sys.modules
+        before, after, import_names=distribution_import_names(), loaded=loaded_before
     )
     if replaced:
         return InstallResult(True, f"Restart Slicer to use the updated {', '.join(replaced)}.")
     return InstallResult(False, "The Python packages AutoSeg needs are installed.")
 
 
+def torch_question(plan: DependencyPlan, requester: str, backend: str | None) -> str:
+    """The confirmation text before the PyTorch extension installs torch."""
+    build = f"the same build as now ({backend})" if backend else "the build for your GPU driver"
+    return (
+        f"{requester} needs PyTorch ({plan.torch_requirement}). The PyTorch extension will install "
+        f"{build}. This downloads up to a few GB and may take several minutes.\n\n"
+        "To choose another build (CPU only, a given CUDA version), press Cancel and install "
+        "PyTorch in the PyTorch Utils module first.\n\nInstall now?"
+    )
+
+
 def _install_torch_with_extension(plan: DependencyPlan, requester: str) -> bool:
-    """torch through light-the-torch, the PyTorch extension's installer; False if declined."""
+    """torch through the PyTorch extension's logic; False if the user declined."""
+    import PyTorchUtils  # noqa: PLC0415 (the PyTorch extension, present when planned)
     import slicer  # noqa: PLC0415 (Slicer only)
 
-    requirement = str(parse_requirement(plan.torch_requirement))
-    question = (
-        f"{requester} needs PyTorch ({requirement}). It will be installed with the PyTorch "
-        "extension's installer (light-the-torch), which picks the build for your GPU driver. "
-        "This downloads up to a few GB and may take several minutes. Install now?"
-    )
-    if not slicer.util.confirmOkCancelDisplay(question):
+    backend = torch_backend(installed_version("torch"))
+    if not slicer.util.confirmOkCancelDisplay(torch_question(plan, requester, backend)):
         return False
-    if importlib.util.find_spec("light_the_torch") is None:
-        slicer.util.pip_install(LIGHT_THE_TORCH)
-    slicer.util.executePythonModule("light_the_torch", ["install", requirement])
-    return True
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+        askConfirmation=False,  # asked above, with what AutoSeg needs and how to choose a build
+        forceComputationBackend=backend,
+        torchVersionRequirement=version_specifier(plan.torch_requirement),
+    )
+    return torch is not None
 
 
 def _pip_install(requirements: list[str], requester: str) -> bool:
     """pip-install ``requirements`` with Slicer's own packages pinned; False if declined."""
     import slicer  # noqa: PLC0415 (Slicer only)
 
-    pins = protective_pins()
+    pins = protective_pins(installed_version)
     try:
         import slicer.packaging as slicer_packaging  # noqa: PLC0415 (Slicer 5.12+)
     except ImportError:

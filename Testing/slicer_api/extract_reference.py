@@ -85,8 +85,16 @@ def read_files(repo: Path, revision: str, paths: Iterable[str]) -> dict[str, str
 
 def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict:
     args = function.args
-    names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
-    return {"params": names, "varargs": args.vararg is not None, "varkw": args.kwarg is not None}
+    positional = [a.arg for a in [*args.posonlyargs, *args.args]]
+    names = [*positional, *(a.arg for a in args.kwonlyargs)]
+    required = positional[: len(positional) - len(args.defaults)]
+    required += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
+    return {
+        "params": names,
+        "required": required,
+        "varargs": args.vararg is not None,
+        "varkw": args.kwarg is not None,
+    }
 
 
 def _self_attributes(cls: ast.ClassDef) -> list[str]:

@@ -1,18 +1,25 @@
 """The dependency plan: what AutoSeg installs into Slicer's Python, and what it must leave alone.
 
-``dependency_install.install`` itself needs the Slicer application; everything it decides is
-decided by the plan and the pure helpers tested here, with installed versions given by a dict
-instead of the machine.
+Everything ``dependency_install.install`` decides is decided by the plan and the pure helpers tested
+here, with installed versions given by a dict instead of the machine. ``install`` itself runs
+against stand-ins of Slicer 5.10 and 5.12 and of the PyTorch extension that have only the names
+and parameters of the real ones (Testing/slicer_api/reference): a call the real module would
+reject fails here too.
 """
 
 from __future__ import annotations
 
 import sys
+import types
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
+from Testing.slicer_api.reference_api import SlicerApi, slicer_api, supported
+from Testing.slicer_api.standins import pytorch_utils_module, slicer_module, slicer_package
 
+from AutoSegCoreLib import dependency_install
 from AutoSegCoreLib.dependencies import (
     REQUIREMENTS_FILE,
     TORCH_REQUIREMENT,
@@ -27,7 +34,9 @@ from AutoSegCoreLib.dependencies import (
     protective_pins,
     pytorch_extension_available,
     replaced_loaded_distributions,
+    torch_backend,
     unmet_reason,
+    version_specifier,
 )
 from AutoSegCoreLib.dependency_install import install
 
@@ -101,7 +110,7 @@ def test_an_invalid_requirement_is_rejected_with_its_text() -> None:
 
 
 def test_the_bundled_requirements_file_reads_and_parses() -> None:
-    assert load_requirements() == ENGINE_REQUIREMENTS
+    assert load_requirements() == [*ENGINE_REQUIREMENTS, "nibabel>=5.0"]
     assert REQUIREMENTS_FILE.name == "requirements.txt"
 
 
@@ -269,3 +278,157 @@ def test_install_with_nothing_to_do_returns_without_slicer() -> None:
     assert not result.restart_needed
     assert not result.cancelled
     assert "installed" in result.message
+
+
+@pytest.mark.parametrize(
+    ("installed", "backend"),
+    [
+        (None, None),
+        ("2.5.1+cu121", "cu121"),
+        ("2.5.1+cpu", "cpu"),
+        ("2.4.0+rocm6.1", "rocm6.1"),
+        ("2.5.1", None),  # PyPI's Linux/macOS wheels name no backend: the installer chooses
+        ("2.5.1+local.build", None),
+        ("not a version", None),
+    ],
+)
+def test_the_backend_of_an_installed_torch_is_read_from_its_local_version(
+    installed, backend
+) -> None:
+    assert torch_backend(installed) == backend
+
+
+def test_the_version_part_of_a_requirement() -> None:
+    assert version_specifier("torch>=2.1") == ">=2.1"
+    assert version_specifier("torch") == ""
+
+
+# Installing inside Slicer, with stand-ins as strict as the real modules --------------------------
+
+
+@dataclass
+class FakeRelease:
+    """What the stand-in Slicer and PyTorch extension were asked to do."""
+
+    api: SlicerApi
+    answer: bool = True
+    questions: list[str] = field(default_factory=list)
+    pip: list = field(default_factory=list)
+    torch_installs: list[dict] = field(default_factory=list)
+
+
+@pytest.fixture(params=[api.tag for api in supported()])
+def release(request, monkeypatch: pytest.MonkeyPatch) -> FakeRelease:
+    """Slicer 5.10 or 5.12 as far as installing goes, and the PyTorch extension."""
+    fake = FakeRelease(slicer_api(request.param))
+
+    def confirm(text, windowTitle=None, parent=None, **kwargs):
+        fake.questions.append(text)
+        return fake.answer
+
+    util = slicer_module(
+        fake.api,
+        "slicer.util",
+        {
+            "confirmOkCancelDisplay": confirm,
+            "pip_install": lambda requirements, **kwargs: fake.pip.append(requirements),
+        },
+    )
+    modules = {"slicer.util": util}
+    if fake.api.module("slicer.packaging") is not None:
+
+        def pip_ensure(requirements, constraints=None, **options):
+            pins = Path(constraints).read_text(encoding="utf-8").split()
+            fake.pip.append((list(requirements), pins, options))
+
+        modules["slicer.packaging"] = slicer_module(
+            fake.api, "slicer.packaging", {"pip_ensure": pip_ensure}
+        )
+    else:
+        monkeypatch.delitem(sys.modules, "slicer.packaging", raising=False)
+    for name, module in {"slicer": slicer_package(fake.api, modules), **modules}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def install_torch(self, askConfirmation=False, **options):
+        fake.torch_installs.append({"askConfirmation": askConfirmation, **options})
+        return types.SimpleNamespace(__version__="2.5.1+cu121")
+
+    extension = pytorch_utils_module({"installTorch": install_torch})
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", extension)
+    # Nothing installed by the test is imported, so no restart is asked for.
+    monkeypatch.setattr(dependency_install, "distribution_import_names", dict)
+    return fake
+
+
+def _installed(monkeypatch: pytest.MonkeyPatch, versions: dict[str, str | None]) -> None:
+    monkeypatch.setattr(dependency_install, "installed_version", lookup(versions))
+
+
+def test_torch_is_installed_by_the_pytorch_extension(release, monkeypatch) -> None:
+    _installed(monkeypatch, {**ALL_PRESENT, "torch": None})
+    result = install(plan({**ALL_PRESENT, "torch": None}, extension=True), requester="AutoSegTrain")
+    assert not result.cancelled
+    assert not result.restart_needed
+    assert release.torch_installs == [
+        {
+            "askConfirmation": False,  # AutoSeg asked once, saying how to choose another build
+            "forceComputationBackend": None,  # the extension picks the build for the driver
+            "torchVersionRequirement": ">=2.1",
+        }
+    ]
+    (question,) = release.questions
+    assert question.startswith("AutoSegTrain needs PyTorch (torch>=2.1)")
+    assert "PyTorch Utils module" in question
+    assert release.pip == []
+
+
+def test_an_upgrade_keeps_the_build_the_user_has(release, monkeypatch) -> None:
+    versions = {**ALL_PRESENT, "torch": "1.13.1+cpu"}
+    _installed(monkeypatch, versions)
+    install(plan(versions, extension=True))
+    assert release.torch_installs[0]["forceComputationBackend"] == "cpu"
+    assert "the same build as now (cpu)" in release.questions[0]
+
+
+def test_declining_installs_nothing(release, monkeypatch) -> None:
+    release.answer = False
+    _installed(monkeypatch, {**ALL_PRESENT, "torch": None})
+    result = install(plan({**ALL_PRESENT, "torch": None}, extension=True))
+    assert result.cancelled
+    assert release.torch_installs == []
+    assert release.pip == []
+
+
+def test_without_the_extension_torch_and_packages_come_from_pip(release, monkeypatch) -> None:
+    versions = {**ALL_PRESENT, "torch": None, "scipy": None}
+    _installed(monkeypatch, versions)
+    result = install(plan(versions), requester="AutoSegPredict")
+    assert not result.cancelled
+    assert release.torch_installs == []
+    pins = ["numpy==2.1.3", "SimpleITK==2.4.0"]
+    if release.api.module("slicer.packaging") is None:  # Slicer 5.10: pins as requirements
+        assert release.pip == [" ".join(["scipy>=1.10", "torch>=2.1", *pins])]
+        assert "- scipy>=1.10\n- torch>=2.1" in release.questions[0]
+    else:  # Slicer 5.12: pip_ensure asks, pins as constraints
+        options = {"requester": "AutoSegPredict", "prompt_restart": False}
+        assert release.pip == [(["scipy>=1.10", "torch>=2.1"], pins, options)]
+        assert release.questions == []
+
+
+def test_the_stand_ins_reject_what_the_real_modules_lack(release) -> None:
+    """The stand-ins fail where Slicer and the PyTorch extension would: no hidden mismatch."""
+    import slicer  # noqa: TID251 - the stand-in of the fixture
+    from PyTorchUtils import PyTorchUtilsLogic
+
+    logic = PyTorchUtilsLogic()
+    with pytest.raises(TypeError, match="would reject"):
+        logic.installTorch(backend="cpu")
+    with pytest.raises(AttributeError):
+        logic.installTorchWithBackend()
+    with pytest.raises(NotImplementedError):
+        PyTorchUtilsLogic.torchInstalled()
+    with pytest.raises(TypeError, match="would reject"):
+        slicer.util.pip_install()  # "requirements" is required in every release
+    if release.api.tag == "v5.10.0":
+        with pytest.raises(AttributeError, match=r"has no 'executePythonModule' in Slicer v5\.10"):
+            slicer.util.executePythonModule("light_the_torch", ["install", "torch"])
