@@ -115,8 +115,8 @@ def test_a_guarded_fallback_may_use_what_only_newer_releases_have_but_not_a_typo
         packaging.pip_ensur(["scipy"])
         """
     found = problems(uses_of(source), supported())
-    assert len(found) == 2  # the typo (line 9) fails in both releases; pip_ensure is in 5.12
-    assert all("example_module.py:9:" in line for line in found)
+    assert len(found) == 2  # the typo (line 8) fails in both releases; pip_ensure is in 5.12
+    assert all("example_module.py:8:" in line for line in found)
     assert "slicer.packaging has no 'pip_ensur' in Slicer v5.12.0" in found[1]
 
 
