@@ -8,7 +8,9 @@ timer; ``AutoSegPredictLogic.segment`` is the blocking console API built on it::
     AutoSegPredictLogic().segment(volumeNode, "/results/Dataset004_Hippocampus", device="cpu")
 
 Every job works in its own temporary folder (inputs, outputs, nothing else) that is removed in
-every outcome: success, failure, cancel, and a job that is dropped without being finished.
+every outcome: success, failure, cancel, and a job that is dropped without being finished. A job
+whose input volume leaves the scene (the scene was closed, the volume deleted) cancels itself:
+there is nothing left to put its result on.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ OUTPUT_FOLDER = "output"
 _KEPT_LINES = 40  # output lines kept for an error message
 _SHOWN_LINES = 12
 _CANCEL_TIMEOUT_S = 5.0
+# The node class the input selectors list; subclasses (label maps, vectors...) are not images to
+# segment (the selectors set showChildNodeTypes false).
+INPUT_VOLUME_CLASS = "vtkMRMLScalarVolumeNode"
+INPUT_REMOVED = (
+    "The input volume was removed from the scene (was the scene closed?), so the "
+    "segmentation was cancelled. Choose a volume and start it again."
+)
 
 UpdateKind = Literal["progress", "text", "stderr"]
 
@@ -166,9 +175,21 @@ class PredictionJob:
         """The last lines the engine printed (stdout text and stderr), for a log view."""
         return tuple(self._lines)
 
+    @property
+    def input_removed(self) -> bool:
+        """True once the input volume is no longer in a scene (scene closed, node deleted)."""
+        return self._target.reference_volume.GetScene() is None
+
     def poll(self) -> list[PredictionUpdate]:
-        """Progress and output lines that arrived since the last call; never blocks."""
-        return self._digest(self._process.poll_events())
+        """Progress and output lines that arrived since the last call; never blocks.
+
+        A job whose input volume left the scene cancels itself and says so in a last update.
+        """
+        updates = self._digest(self._process.poll_events())
+        if self.is_running and self.input_removed:
+            self.cancel()
+            updates.append(PredictionUpdate("text", INPUT_REMOVED))
+        return updates
 
     def cancel(self) -> None:
         """End the engine's whole process tree and remove the work folder; safe to repeat."""
@@ -188,8 +209,10 @@ class PredictionJob:
         """
         if self._result is not None:
             return self._result
-        if self.cancelled:
-            raise PredictionCancelled("the segmentation was cancelled; start it again.")
+        if self.cancelled or self.input_removed:
+            why = INPUT_REMOVED if self.input_removed else "The segmentation was cancelled."
+            self.cancel()
+            raise PredictionCancelled(why)
         try:
             self._digest(self._process.collect_until_exit(timeout))
             if self._process.returncode is None:
@@ -199,6 +222,8 @@ class PredictionJob:
                     "Allow more time, choose a GPU device, or use the fast mode."
                 )
             self._check_success()
+            if self.input_removed:  # while the engine ran (e.g. a console user closed the scene)
+                raise PredictionCancelled(INPUT_REMOVED)
             target = self._target
             self._result = import_label_file(
                 target.output_file, target.reference_volume, target.labels, name=target.name
@@ -243,6 +268,25 @@ def _check_channels(volumes: list, model: ModelDescription) -> None:
             f"({', '.join(model.channel_names)}), but {len(volumes)} were given. Choose one "
             "volume per channel, in this order."
         )
+
+
+def listed_input_volumes(scene: slicer.vtkMRMLScene) -> list:
+    """The volumes an input selector lists, in scene order: plain scalar volumes, not hidden."""
+    nodes = (
+        scene.GetNthNodeByClass(index, INPUT_VOLUME_CLASS)
+        for index in range(scene.GetNumberOfNodesByClass(INPUT_VOLUME_CLASS))
+    )
+    return [
+        node
+        for node in nodes
+        if node.GetClassName() == INPUT_VOLUME_CLASS and not node.GetHideFromEditors()
+    ]
+
+
+def default_input_volume(scene: slicer.vtkMRMLScene) -> Any:
+    """The volume to preselect: the first one the selector lists (never a label map)."""
+    listed = listed_input_volumes(scene)
+    return listed[0] if listed else None
 
 
 class AutoSegPredictLogic:

@@ -21,12 +21,15 @@ import SimpleITK as sitk
 import slicer
 
 from AutoSegPredictLib.predict_logic import (
+    INPUT_REMOVED,
     AutoSegPredictLogic,
     PredictionCancelled,
     PredictionError,
     PredictionJob,
     PredictionUpdate,
     PredictOptions,
+    default_input_volume,
+    listed_input_volumes,
     predict_arguments,
 )
 from AutoSegPredictLib.volume_io import VolumeError, write_input_volumes
@@ -215,6 +218,53 @@ def test_cancel_ends_the_job_and_removes_its_folder(scene, fake, tmp_path: Path)
         job.finish()
     assert segmentation_nodes(scene) == []
     assert list((tmp_path / "temp").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["scene closed", "volume deleted"])
+def test_a_job_whose_input_leaves_the_scene_cancels_itself(scene, fake, how: str) -> None:
+    """Closing the scene mid-prediction must not end in a failed import of a vanished volume."""
+    logic, model, _ = fake
+    volume, _ = add_volume()
+    job = logic.start_segmentation(volume, model, env_overrides={"FAKE_ENGINE_MODE": "sleep"})
+    assert job.poll() == []
+    if how == "scene closed":
+        scene.Clear(0)
+    else:
+        scene.RemoveNode(volume)
+    updates = job.poll()
+    assert updates[-1] == PredictionUpdate("text", INPUT_REMOVED)
+    assert job.cancelled
+    assert not job.is_running
+    assert job.returncode is not None
+    assert not job.work_dir.exists()
+    with pytest.raises(PredictionCancelled, match="removed from the scene"):
+        job.finish()
+    assert segmentation_nodes(scene) == []
+
+
+def test_finish_refuses_a_result_whose_input_left_the_scene(scene, fake) -> None:
+    """The console API (finish without polling): the engine ends, the volume is gone."""
+    logic, model, _ = fake
+    volume, _ = add_volume()
+    job = logic.start_segmentation(volume, model)
+    scene.RemoveNode(volume)
+    with pytest.raises(PredictionCancelled, match="removed from the scene"):
+        job.finish(timeout=30)
+    assert not job.work_dir.exists()
+    assert segmentation_nodes(scene) == []
+
+
+def test_the_default_input_is_the_first_volume_the_selector_lists(scene) -> None:
+    """GetFirstNodeByClass would also return label maps, which the selector does not list."""
+    label_map_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    assert scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode") is label_map_node
+    assert default_input_volume(scene) is None
+    hidden, _ = add_volume("hidden")
+    hidden.SetHideFromEditors(True)
+    first, _ = add_volume("first")
+    second, _ = add_volume("second")
+    assert listed_input_volumes(scene) == [first, second]
+    assert default_input_volume(scene) is first
 
 
 def test_a_job_that_takes_too_long_is_cancelled(scene, fake) -> None:
