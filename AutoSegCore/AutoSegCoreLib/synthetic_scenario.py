@@ -1,21 +1,29 @@
 """The whole Slicer workflow on synthetic volumes: MRML -> dataset -> training -> segmentation.
 
-Shared by the headless end-to-end test (pytest with slicer-core) and the modules' self-tests
-inside Slicer, so what a developer runs in Slicer is exactly what CI checks: three annotated
-volumes become dataset cases through the Train module's logic, one fold is planned, preprocessed
-and trained for a few iterations through the same process runner the module uses, and a fourth,
-oblique volume is segmented through the Predict module's logic. It is the one place that uses
-both modules' libraries, so they are imported where they are needed.
+Shared by the headless tests (pytest with slicer-core) and the modules' self-tests inside Slicer,
+so what a developer runs in Slicer is exactly what CI checks. Two parts:
+
+- Without torch or network (the extension build machines have neither): three annotated volumes
+  become dataset cases through the Train module's logic (``export_scenario_cases``), and a label
+  file on a fourth, oblique volume's grid, written here as the engine would write it, becomes a
+  segmentation through the Predict module's import (``import_scenario_prediction``).
+- End to end, when torch is importable: one fold is planned, preprocessed and trained for a few
+  iterations through the process runner the module uses, and the fourth volume is segmented
+  through the Predict logic. Waiting calls ``on_tick`` so that Slicer can process its events.
+
+It is the one place that uses both modules' libraries, so they are imported where needed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 
 SEGMENT_NAMES = ("organ", "lesion")
@@ -23,6 +31,10 @@ SHAPE_KJI = (16, 24, 20)
 DATASET_ID = 987
 DATASET_NAME = "SlicerScenario"
 TRAINING_TIMEOUT_S = 600.0
+PREDICTION_TIMEOUT_S = 300.0
+ORACLE_LABELS = {"background": 0, "organ": 1, "lesion": 2}
+
+Tick = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -79,29 +91,76 @@ def add_synthetic_case(scene: object, index: int, *, oblique: bool = False) -> t
     return volume, segmentation
 
 
+def end_to_end_skip_reason() -> str:
+    """Why the end-to-end part cannot run here ("" when it can): it needs torch."""
+    if importlib.util.find_spec("torch") is not None:
+        return ""
+    return (
+        "torch is not installed in this Python, so the end-to-end part (training and "
+        "prediction) is skipped; the parts without torch ran. Install torch (the AutoSeg panels "
+        "offer it, or the PyTorch extension) to run it."
+    )
+
+
+def export_scenario_cases(scene: object, raw_root: Path) -> tuple[object, list[str]]:
+    """Three synthetic cases exported through the Train logic: (DatasetInfo, case ids)."""
+    from AutoSegTrainLib.case_export import export_case  # noqa: PLC0415
+    from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: PLC0415
+
+    info = create_dataset(raw_root, DATASET_ID, DATASET_NAME, ["CT"])
+    case_ids = []
+    for index in range(3):
+        volume, segmentation = add_synthetic_case(scene, index)
+        exported = export_case(info, [volume], segmentation, allow_new_labels=True)
+        info, case_ids = exported.dataset, [*case_ids, exported.case_id]
+    return info, case_ids
+
+
+def oracle_label_array(index: int) -> np.ndarray:
+    """The label array (K, J, I) of synthetic case ``index``, values as in ORACLE_LABELS."""
+    masks = _masks(index)
+    label = np.zeros(SHAPE_KJI, np.uint8)
+    for name, mask in masks.items():
+        label[mask] = ORACLE_LABELS[name]
+    return label
+
+
+def import_scenario_prediction(scene: object, folder: Path) -> tuple:
+    """A fourth, oblique volume and a segmentation imported from a label file on its grid.
+
+    The label file is what ``autoseg predict`` would write (same grid and geometry as the input
+    file the Predict logic writes), made here from the known masks, so no torch is needed.
+    Returns (volume, segmentation node).
+    """
+    from AutoSegPredictLib.segmentation_import import import_label_file  # noqa: PLC0415
+    from AutoSegPredictLib.volume_io import write_input_volumes  # noqa: PLC0415
+
+    volume, _ = add_synthetic_case(scene, 3, oblique=True)
+    (image_file,) = write_input_volumes([volume], Path(folder) / "input")
+    label = sitk.GetImageFromArray(oracle_label_array(3))
+    label.CopyInformation(sitk.ReadImage(str(image_file)))
+    label_file = Path(folder) / "case.nii.gz"
+    sitk.WriteImage(label, str(label_file))
+    name = f"{volume.GetName()} segmentation"
+    return volume, import_label_file(label_file, volume, ORACLE_LABELS, name=name)
+
+
 def train_scenario_model(
     scene: object,
     folder: Path,
     python: str,
     *,
     iterations: int = 2,
-    on_tick: Callable[[str], None] | None = None,
+    on_tick: Tick | None = None,
 ) -> ScenarioModel:
     """Export three cases from ``scene`` and train fold ``all`` briefly on the CPU.
 
     Raises RuntimeError with the engine's message when a step fails or time runs out.
     """
-    from AutoSegTrainLib.case_export import export_case  # noqa: PLC0415
-    from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: PLC0415
     from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps  # noqa: PLC0415
 
     raw, preprocessed, results = (folder / name for name in ("raw", "preprocessed", "results"))
-    info = create_dataset(raw, DATASET_ID, DATASET_NAME, ["CT"])
-    case_ids = []
-    for index in range(3):
-        volume, segmentation = add_synthetic_case(scene, index)
-        exported = export_case(info, [volume], segmentation, allow_new_labels=True)
-        info, case_ids = exported.dataset, [*case_ids, exported.case_id]
+    info, case_ids = export_scenario_cases(scene, raw)
     request = TrainingRequest(
         dataset=info.folder.name,
         configurations=("3d_fullres",),
@@ -124,7 +183,7 @@ def train_scenario_model(
     )
 
 
-def _wait(run: object, on_tick: Callable[[str], None] | None) -> None:
+def _wait(run: object, on_tick: Tick | None) -> None:
     deadline = time.monotonic() + TRAINING_TIMEOUT_S
     while not run.is_finished:
         if time.monotonic() > deadline:
@@ -138,10 +197,22 @@ def _wait(run: object, on_tick: Callable[[str], None] | None) -> None:
         raise RuntimeError(run.failed_message)
 
 
-def segment_scenario_volume(scene: object, model: ScenarioModel, python: str) -> tuple:
-    """A fourth, oblique volume segmented through the Predict logic: (volume, segmentation)."""
+def segment_scenario_volume(
+    scene: object, model: ScenarioModel, python: str, *, on_tick: Tick | None = None
+) -> tuple:
+    """A fourth, oblique volume segmented through the Predict logic: (volume, segmentation).
+
+    Polls the job as the module's timer does, calling ``on_tick`` between polls.
+    """
     from AutoSegPredictLib.predict_logic import AutoSegPredictLogic  # noqa: PLC0415
 
     volume, _ = add_synthetic_case(scene, 3, oblique=True)
-    segmentation = AutoSegPredictLogic(python).segment(volume, model.model_folder, device="cpu")
-    return volume, segmentation
+    job = AutoSegPredictLogic(python).start_segmentation(volume, model.model_folder, device="cpu")
+    deadline, status = time.monotonic() + PREDICTION_TIMEOUT_S, "starting the engine"
+    while job.is_running and time.monotonic() < deadline:
+        updates = job.poll()
+        status = updates[-1].text if updates else status
+        if on_tick is not None:
+            on_tick(status)
+        time.sleep(0.1)
+    return volume, job.finish(timeout=max(deadline - time.monotonic(), 1.0))
