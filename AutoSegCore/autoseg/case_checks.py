@@ -13,6 +13,7 @@ stored segmentations; a fractional value (1.2) would be truncated to a different
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.dataset import CaseFiles, DatasetSpec
+from autoseg.dataset_files import CHANNEL_FILE
 from autoseg.errors import AutoSegError, Problem
 from autoseg.image_formats import Geometry, read_header
 
@@ -35,6 +37,7 @@ _POSE_FIX = (
     "origin/direction into the other file."
 )
 _LABEL_KIND = "label values"
+_CHANNEL_NAME = re.compile(CHANNEL_FILE.pattern + r"(?P<ending>\..+)")  # with the file ending
 _LABEL_FIX = "Save labels as integers (nearest-neighbour resampling, integer pixel type)."
 
 
@@ -223,19 +226,49 @@ def grid_problems(item: ReadFile, ref: ReadFile, what: str, fix: str = _GRID_FIX
     return problems
 
 
-def channel_problems(case_id: str, channels: int, first: Path, rules: CaseRules) -> list[Problem]:
-    """A case must have exactly the channels of channel_names (a 4D file counts all its volumes)."""
-    if channels == rules.num_channels:
+def _more_files(last: Path, count: int) -> str:
+    """Names of the ``count`` channel files after ``last`` (``CASE_0000.png`` -> ``CASE_0001.png``),
+    or a description when ``last`` does not follow the channel naming."""
+    match = _CHANNEL_NAME.fullmatch(last.name)
+    if match is None:
+        return f"{count} more grey file(s)"
+    first = int(match["channel"]) + 1
+    names = [f"{match['case']}_{i:04d}{match['ending']}" for i in range(first, first + count)]
+    return ", ".join(names)
+
+
+def channel_problems(
+    case_id: str, components: Sequence[tuple[Path, int]], rules: CaseRules
+) -> list[Problem]:
+    """A case must supply exactly the channels of channel_names. ``components``: each image file
+    with the channels it holds (1 for grey, 3 for RGB, 4 for RGBA, the volumes of a 4D file)."""
+    expected = rules.num_channels
+    total = sum(count for _, count in components)
+    if total == expected or not components:
         return []
+    held = ", ".join(f"{path.name} {count}" for path, count in components)
     msg = (
-        f"case {case_id} has {channels} channel(s); the channel_names of {rules.owner} list "
-        f"{rules.num_channels}."
+        f"case {case_id} has {total} channel(s); the channel_names of {rules.owner} list "
+        f"{expected} (channels per file: {held})."
     )
-    fix = (
-        "Give every case exactly the channels of channel_names: one 3D (or 2D) file per channel, "
-        "named CASE_0000, CASE_0001, ..."
-    )
-    return [Problem("error", str(first), msg, fix, "channels")]
+    several = [(path, count) for path, count in components if count > 1]
+    if total < expected:
+        where = components[-1][0]
+        fix = (
+            f"Add {_more_files(where, expected - total)} (one grey file per channel), or store "
+            "the channels as the components of one file (an RGB image for R, G, B)."
+        )
+    elif several:
+        where, count = several[0]
+        fix = (
+            f"{where.name} holds {count} channels (colour components, RGB 3, RGBA 4, or the "
+            "volumes of a 4D image): name each in channel_names (e.g. R, G, B), or save the "
+            f"image with {expected} (without alpha, or grey)."
+        )
+    else:
+        where = components[0][0]
+        fix = f"Give every case {expected} channel(s): remove the extra files."
+    return [Problem("error", str(where), msg, fix, "channels")]
 
 
 def dataset_is_2d(reader: Any, cases: Sequence[CaseFiles]) -> bool | None:
@@ -299,8 +332,11 @@ def inspect_images(
     arrays, read = _read_images(reader, files, rules, report)
     if len(arrays) != len(files) or not arrays:
         return None, None, report
-    report.channels = sum(a.shape[0] for a in arrays)
-    report.problems += channel_problems(case_id, report.channels, Path(files[0]), rules)
+    components = [
+        (item.path, int(array.shape[0])) for item, array in zip(read, arrays, strict=True)
+    ]
+    report.channels = sum(count for _, count in components)
+    report.problems += channel_problems(case_id, components, rules)
     report.shape, report.spacing = read[0].shape, read[0].geometry.spacing
     if report.errors:
         return None, read[0].geometry, report

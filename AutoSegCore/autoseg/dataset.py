@@ -2,8 +2,10 @@
 
 A raw dataset is ``DatasetXXX_Name/{dataset.json, imagesTr/, labelsTr/}``. Image files are named
 ``CASE_XXXX<ending>`` (XXXX = 4-digit channel index) and label files ``CASE<ending>``; alternatively
-dataset.json lists every case's files under the ``dataset`` key. Everything here collects *all*
-problems it finds, so a user fixes a broken dataset in one round instead of one error per run.
+dataset.json lists every case's files under the ``dataset`` key. A file may hold several channels
+(an RGB PNG for channel_names R, G, B): :mod:`autoseg.dataset_files` says which files a case
+needs. Everything here collects *all* problems it finds, so a user fixes a broken dataset in one
+round instead of one error per run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.dataset_files import count_problem, list_files
+from autoseg.dataset_files import CHANNEL_FILE, channel_file_gaps, count_problem, list_files
 from autoseg.errors import Problem, ProblemsFound
 from autoseg.labels import LabelSpec, parse_labels
 
@@ -27,7 +29,8 @@ _ENV_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one training case: one image file per channel (in channel order) and a label."""
+    """The files of one training case: its image files in channel order (one per channel, or fewer
+    when a file holds several channels, e.g. one RGB file) and its label."""
 
     case_id: str
     images: tuple[Path, ...]
@@ -251,14 +254,13 @@ def load_dataset_json(path: Path, env: Mapping[str, str] | None = None) -> Datas
 
 
 # ------------------------------------------------------------------------------------ discovery
-_CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 
 def _scan_images(folder: Path, ending: str) -> tuple[dict[str, dict[int, Path]], list[Problem]]:
     files, problems = list_files(folder, ending)
     by_case: dict[str, dict[int, Path]] = {}
     for path in files:
-        match = _CHANNEL.fullmatch(path.name[: -len(ending)])
+        match = CHANNEL_FILE.fullmatch(path.name[: -len(ending)])
         if match is None:
             msg = "image file name has no 4-digit channel suffix."
             fix = f"Rename it to CASE_0000{ending} (channel 0), CASE_0001{ending}, ..."
@@ -272,17 +274,21 @@ def _channel_problems(
     case_id: str, channels: dict[int, Path], folder: Path, spec: DatasetSpec
 ) -> list[Problem]:
     n, ending = spec.num_channels, spec.file_ending
-    missing = [f"{case_id}_{i:04d}{ending}" for i in range(n) if i not in channels]
-    extra = [channels[i].name for i in sorted(channels) if i >= n]
+    gaps, extras = channel_file_gaps(channels, n)
+    missing = [f"{case_id}_{i:04d}{ending}" for i in gaps]
+    extra = [channels[i].name for i in extras]
     problems = []
     if missing:
         msg = f"case {case_id}: channel file(s) {', '.join(missing)} missing."
-        fix = f"Every case needs the files _0000 to _{n - 1:04d} (channel_names lists {n})."
+        fix = (
+            f"Every case needs the files _0000 to _{n - 1:04d} (channel_names lists {n}), or fewer "
+            "files whose components are the channels (one RGB file for R, G, B)."
+        )
         problems.append(_problem(str(folder / missing[0]), msg, fix))
     if extra:
         msg = f"case {case_id}: {', '.join(extra)} beyond the {n} channel(s) of channel_names."
         fix = "Remove the extra files or add their channels to channel_names in dataset.json."
-        problems.append(_problem(str(channels[sorted(channels)[-1]]), msg, fix))
+        problems.append(_problem(str(channels[extras[-1]]), msg, fix))
     return problems
 
 
@@ -312,7 +318,7 @@ def _folder_cases(
             found.append(_problem(where, f"label of case {case_id} is missing.", "Add the label."))
         problems += found
         if not found:
-            images = tuple(by_case[case_id][i] for i in range(spec.num_channels))
+            images = tuple(path for _, path in sorted(by_case[case_id].items()))
             cases.append(CaseFiles(case_id, images, label))
     for case_id in sorted(set(labels) - set(by_case)):
         msg = f"label without image files (no {case_id}_0000{spec.file_ending} in {IMAGES_DIR}/)."
@@ -335,14 +341,26 @@ def _file_problem(
     return None
 
 
+def _listed_channel_problems(case: CaseFiles, spec: DatasetSpec, where: str) -> list[Problem]:
+    """Listed images supply the channels in order, like the files of imagesTr/ (RGB counts 3)."""
+    n = spec.num_channels
+    missing, extra = channel_file_gaps(dict(enumerate(case.images)), n)
+    if not missing and not extra:
+        return []
+    msg = f"case {case.case_id} lists {len(case.images)} image(s)"
+    msg += f" with {n - len(missing)} channel(s)" if missing else ""
+    msg += f"; channel_names has {n}."
+    fix = "List one image file per entry of channel_names, or files whose components are the "
+    fix += "channels (one RGB file for R, G, B)."
+    return [_problem(where, msg, fix)]
+
+
 def _explicit_cases(spec: DatasetSpec, where: str) -> tuple[list[CaseFiles], list[Problem]]:
     cases, problems, owner = [], [], {}
     for case in spec.explicit_cases or ():
         found = [_file_problem(p, case, spec, where) for p in (*case.images, case.label)]
         found = [p for p in found if p is not None]
-        if len(case.images) != spec.num_channels:
-            msg = f"case {case.case_id} lists {len(case.images)} image(s); expected {spec.num_channels}."
-            found.append(_problem(where, msg, "List one image file per entry of channel_names."))
+        found += _listed_channel_problems(case, spec, where)  # a missing file counts as unknown
         for path in (*case.images, case.label):
             if path is not None and owner.setdefault(path, case.case_id) != case.case_id:
                 msg = f"file is listed for case {case.case_id} and case {owner[path]}."

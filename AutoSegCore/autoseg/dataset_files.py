@@ -3,13 +3,25 @@
 A file whose name does not end with dataset.json's ``file_ending`` is ignored (with a warning),
 so that notes or thumbnails in ``imagesTr/`` do no harm. When such files make the case count fall
 short of ``numTraining``, the count error says so, instead of advising to lower ``numTraining``.
+
+Which channel files a case needs (``CASE_XXXX<ending>``, also for prediction inputs): the channel
+count comes from ``channel_names``, and the files supply channels in file order, a file holding
+several components (an RGB PNG: 3, RGBA: 4, a 4D NIfTI: its volumes) supplying that many. So both
+spellings of a colour image are valid: one grey file per channel, or one RGB file per case (the
+way nnU-Net's own natural-image datasets store it, with ``channel_names`` R, G, B).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from autoseg.errors import Problem
+from autoseg.image_formats import header_channels
+
+#: ``CASE_XXXX`` (the name without the file ending): the case id and the 4-digit channel index.
+CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 # Tiff3D datasets keep their spacing in CASE.json files next to the images and labels.
 SIDECAR_ENDINGS = (".tif", ".tiff")
@@ -71,3 +83,24 @@ def count_problem(
     else:
         fix = f'Set "numTraining": {found} or add the missing cases.'
     return Problem("error", where, msg, fix)
+
+
+def channel_file_gaps(files: Mapping[int, Path], num_channels: int) -> tuple[list[int], list[int]]:
+    """The (missing, extra) channel indices of one case's files ``{channel index: path}``.
+
+    The files must be ``_0000`` up to some ``_{k-1}`` without gaps, ``k <= num_channels``. With fewer
+    files than channels their headers must add up to the channels (an RGB file for R, G, B); when
+    they supply fewer, the missing files are counted as grey ones. Headers are read only then, so a
+    dataset with one file per channel costs nothing; a header that cannot be read leaves the count
+    to the reader (which names the file).
+    """
+    extra = sorted(i for i in files if i >= num_channels)
+    present = sorted(i for i in files if i < num_channels)
+    missing = [i for i in range((present[-1] if present else 0) + 1) if i not in files]
+    if missing or len(present) == num_channels:
+        return missing, extra
+    counts = [header_channels(files[i]) for i in present]
+    if None in counts:
+        return [], extra
+    supplied = sum(c for c in counts if c is not None)
+    return list(range(len(present), len(present) + num_channels - supplied)), extra

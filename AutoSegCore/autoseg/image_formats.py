@@ -114,6 +114,19 @@ def read_header(path: Path) -> sitk.ImageFileReader | None:
     return reader
 
 
+def header_channels(path: Path) -> int | None:
+    """How many channels a file supplies, from its header alone (the rule of ``sitk_to_channels``):
+    its pixel components (an RGB PNG gives 3, RGBA 4), or the volumes of a 4D file; ``None`` when
+    the header is unreadable. Lets a folder scan tell an RGB case from a missing channel file
+    without reading any voxels."""
+    reader = read_header(path)
+    if reader is None:
+        return None
+    if reader.GetNumberOfComponents() > 1:
+        return int(reader.GetNumberOfComponents())
+    return int(reader.GetSize()[3]) if reader.GetDimension() == 4 else 1
+
+
 def write_sitk(image: sitk.Image, path: Path, compressor: str = "") -> None:
     """Write compressed; failures become :class:`AutoSegError`."""
     writer = sitk.ImageFileWriter()

@@ -300,6 +300,6 @@ def test_explicit_wrong_ending_and_channel_count(make_dataset):
     make_dataset.write_json(folder, data)
     _, problems = _discover(folder)
     joined = "\n".join(p.message for p in problems)
-    assert "case x lists 2 image(s); expected 1" in joined
+    assert "case x lists 2 image(s); channel_names has 1." in joined
     assert 'does not end with ".nii.gz"' in joined
     assert np.all([p.is_error for p in problems])

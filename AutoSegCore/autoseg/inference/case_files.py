@@ -1,21 +1,20 @@
 """Group a folder of images to predict into cases: ``CASE_XXXX<ending>``, one file per channel.
 
-Prediction input follows the training naming (method §6): every case has exactly the files
+Prediction input follows the training naming (method §6): every case has the files
 ``CASE_0000<ending>`` .. ``CASE_{n-1:04d}<ending>`` for the model's ``n`` channels, in the model's
-file ending. A folder is checked as a whole before anything is predicted, and every problem found
-(foreign file, name without channel suffix, missing or extra channel) is reported in one error,
-one line per problem, so a user fixes the folder in one round instead of one case per run.
+file ending, or fewer files when one holds several channels (one RGB PNG for R, G, B; the rule is
+:func:`autoseg.dataset_files.channel_file_gaps`, the same as for training cases). A folder is
+checked as a whole before anything is predicted, and every problem found (foreign file, name
+without channel suffix, missing or extra channel) is reported in one error, one line per problem,
+so a user fixes the folder in one round instead of one case per run.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from autoseg.dataset_files import SIDECAR_ENDINGS
+from autoseg.dataset_files import CHANNEL_FILE, SIDECAR_ENDINGS, channel_file_gaps
 from autoseg.errors import AutoSegError
-
-_CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 InputCase = tuple[str, list[Path]]
 
@@ -47,7 +46,7 @@ def _scan(
                 )
             )
             continue
-        match = _CHANNEL.fullmatch(path.name[: -len(file_ending)])
+        match = CHANNEL_FILE.fullmatch(path.name[: -len(file_ending)])
         if match is None:
             problems.append(
                 (
@@ -65,18 +64,19 @@ def _channel_problems(
     folder: Path, case_id: str, channels: dict[int, Path], num_channels: int, file_ending: str
 ) -> list[tuple[str, str]]:
     last = f"{num_channels - 1:04d}"
+    missing, extra = channel_file_gaps(channels, num_channels)
     problems = []
-    for index in range(num_channels):
-        if index not in channels:
-            name = f"{case_id}_{index:04d}{file_ending}"
-            problems.append(
-                (
-                    name,
-                    f"{folder / name}: missing; case {case_id} needs the model's {num_channels} "
-                    f"channel(s) _0000 to _{last}. Fix: add the file (same grid as the others).",
-                )
+    for index in missing:
+        name = f"{case_id}_{index:04d}{file_ending}"
+        problems.append(
+            (
+                name,
+                f"{folder / name}: missing; case {case_id} needs the model's {num_channels} "
+                f"channel(s) _0000 to _{last}. Fix: add the file (same grid as the others), or "
+                "give the case one file whose components are the channels (RGB for R, G, B).",
             )
-    for index in sorted(i for i in channels if i >= num_channels):
+        )
+    for index in extra:
         problems.append(
             (
                 channels[index].name,
@@ -89,7 +89,7 @@ def _channel_problems(
 
 
 def find_input_cases(folder: Path, num_channels: int, file_ending: str) -> list[InputCase]:
-    """The cases of an input folder as ``(case_id, [channel files in channel order])``, sorted.
+    """The cases of an input folder as ``(case_id, [image files in channel order])``, sorted.
 
     Raises:
         AutoSegError: the folder is missing or empty, or any file does not fit the naming; the
@@ -115,5 +115,6 @@ def find_input_cases(folder: Path, num_channels: int, file_ending: str) -> list[
             "(one per channel) into it."
         )
     return [
-        (case_id, [by_case[case_id][i] for i in range(num_channels)]) for case_id in sorted(by_case)
+        (case_id, [path for _, path in sorted(by_case[case_id].items())])
+        for case_id in sorted(by_case)
     ]

@@ -28,6 +28,7 @@ from autoseg.case_checks import CaseRules, load_case
 from autoseg.dataset import CaseFiles
 from autoseg.errors import AutoSegError
 from autoseg.geometry import crop_to_nonzero
+from autoseg.image_formats import header_channels
 from autoseg.image_io import READER_WRITERS
 from autoseg.parallel import map_cases
 from autoseg.plans import IntensityStats, Plans
@@ -193,6 +194,13 @@ def combine_case_fingerprints(cases: Sequence[CaseFingerprint]) -> DatasetFinger
     )
 
 
+def _channels_of(case: CaseFiles) -> int:
+    """Channels the first case supplies (an RGB file counts 3): without dataset.json, every case
+    must match it."""
+    counts = [header_channels(path) for path in case.images]
+    return sum(count or 1 for count in counts)
+
+
 def extract_fingerprint(
     cases: Sequence[CaseFiles],
     reader_name: str,
@@ -211,7 +219,7 @@ def extract_fingerprint(
         )
     provenance = dataset_provenance(cases, reader_name)  # before reading: a later edit shows
     max_values = max(TOTAL_VALUE_BUDGET // len(cases), MIN_VALUES_PER_CASE)
-    rules = rules or CaseRules(len(cases[0].images), None)
+    rules = rules or CaseRules(_channels_of(cases[0]), None)
     jobs = [_CaseJob(reader_name, case, max_values, rules) for case in cases]
     measured = map_cases(_run_case_job, jobs, num_processes, progress, "fingerprint")
     if not any(case.foreground_values.size for case in measured):
