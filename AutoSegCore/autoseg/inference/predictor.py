@@ -279,10 +279,11 @@ class Predictor:
         """
         files = [Path(f) for f in input_files]
         channels = self.model.dataset.num_channels
-        if len(files) != channels:
+        if not files or len(files) > channels:  # an RGB file supplies 3: load_images counts
             raise AutoSegError(
                 f"{len(files)} input file(s) given ({', '.join(f.name for f in files)}); the "
-                f"model needs {channels} (one per channel). Fix: pass CASE_0000 ... in order."
+                f"model needs {channels} channel(s): one file per channel, or fewer files whose "
+                "components are the channels (RGB). Fix: pass CASE_0000 ... in order."
             )
         reader = self._reader()
         # A 3D configuration only ever saw 3D images; a 2D configuration accepts both.
