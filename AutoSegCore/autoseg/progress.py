@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -56,6 +56,18 @@ class TextProgressBar:
         self._stream.flush()
 
 
+def write_json_event(record: Mapping[str, Any], stream: TextIO | None = None) -> None:
+    """One JSON object on one line of ``stream`` (default stdout), flushed at once.
+
+    Besides ``progress``, commands report ``error`` (with ``kind``, e.g. ``out_of_memory``) and
+    training also ``stopping``/``stopped`` on this channel, so a program that reads the child's
+    output learns why it ended without guessing from the exit code.
+    """
+    target = stream or sys.stdout
+    target.write(json.dumps(dict(record), allow_nan=False, default=str) + "\n")
+    target.flush()
+
+
 class JsonLinesProgress:
     """One JSON object per line: ``{"event": "progress", "stage": ..., "done": k, "total": n}``."""
 
@@ -64,5 +76,4 @@ class JsonLinesProgress:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         event = {"event": "progress", "stage": stage, "done": done, "total": total}
-        self._stream.write(json.dumps(event) + "\n")
-        self._stream.flush()
+        write_json_event(event, self._stream)

@@ -3,6 +3,11 @@
 Every training knob is a setting (``--epochs 5``, ``--settings run.json``, ``--set initial_lr=1e-3``)
 instead of a trainer subclass. nnU-Net's epoch-only trainer names (``-tr nnUNetTrainer_5epochs``) are
 understood. Several folds are trained one after another, or one per GPU with ``-num_gpus``.
+
+Stopping: create ``STOP_REQUEST`` in a fold folder (the Slicer module does this on Cancel): the run
+finishes its iteration, writes checkpoint_latest.pth and exits 0; ``--c`` continues it. Ctrl+C
+saves the same way and exits 130. A fold that another run trains is refused (``training.lock``).
+``--progress json`` also prints every event of events.jsonl as a JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from autoseg.cli.common import add_root_arguments, roots_from
+from autoseg.cli.common import add_progress_arguments, add_root_arguments, roots_from
 from autoseg.errors import AutoSegError
+from autoseg.progress import write_json_event
 from autoseg.training.settings import TrainingSettings, parse_assignment
+from autoseg.training.stop_request import TrainingStopped
 
 _EPOCH_TRAINER = re.compile(r"^nnUNetTrainer_(\d+)epochs$")
 _DEFAULT_TRAINERS = ("nnUNetTrainer", "AutoSegTrainer")
@@ -27,6 +34,7 @@ _SETTING_FLAGS: dict[str, tuple[str, type]] = {
     "val_iterations": ("--val-iterations", int),
     "initial_lr": ("--initial-lr", float),
     "checkpoint_every": ("--checkpoint-every", int),
+    "checkpoint_minutes": ("--checkpoint-minutes", float),
     "num_workers": ("--num-workers", int),
     "val_workers": ("--val-workers", int),
     "cpu_threads": ("--cpu-threads", int),
@@ -73,6 +81,7 @@ def register(commands: Any) -> None:
             spellings.append("--" + flag[2:].replace("-", "_"))
         parser.add_argument(*spellings, dest=field, type=kind, default=None)
     parser.add_argument("--quiet", action="store_true", help="do not echo the training log")
+    add_progress_arguments(parser)
     add_root_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -119,9 +128,29 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         save_npz=args.npz,
         pretrained_weights=args.pretrained_weights,
         num_gpus=args.num_gpus,
-        echo=None if args.quiet else sys.stdout,
+        echo=None if args.quiet or args.progress == "none" else sys.stdout,
+        command=describe_command(args),
+        mirror=write_json_event if args.progress == "json" else None,
     )
-    return launch(request, torchrun_env(env))
+    try:
+        return launch(request, torchrun_env(env))
+    except TrainingStopped as stopped:  # a stop request is a normal end: exit 0
+        print(f"autoseg train: {stopped}", file=sys.stderr)
+        return 0
+
+
+def describe_command(args: argparse.Namespace) -> str:
+    """What the fold lock tells a second run about this one (the essentials, not every flag)."""
+    flags = [
+        flag
+        for flag, given in (
+            ("--c", args.resume),
+            ("--val", args.val),
+            ("--val_best", args.val_best),
+        )
+        if given
+    ]
+    return " ".join(["autoseg train", args.dataset, args.configuration, *args.folds, *flags])
 
 
 def torchrun_env(env: Mapping[str, str]) -> tuple[int, int, int] | None:

@@ -1,7 +1,12 @@
-"""Turn a ``train`` request into fold runs: in this process, as DDP ranks, or one fold per GPU."""
+"""Turn a ``train`` request into fold runs: in this process, as DDP ranks, or one fold per GPU.
+
+A stop request ends the command (no further fold starts): ``launch`` lets ``TrainingStopped``
+through to the CLI, which reports it and exits 0; a spawned process reports it and ends normally.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -13,7 +18,9 @@ from autoseg.paths import DataRoots
 from autoseg.training.distributed import DistributedContext, context_for, init_group, spawn
 from autoseg.training.job import TrainingJob, parse_fold, resolve_job
 from autoseg.training.run import RunOptions, train_fold
+from autoseg.training.run_log import Mirror
 from autoseg.training.settings import TrainingSettings
+from autoseg.training.stop_request import TrainingStopped
 from autoseg.training.validation import validation_dice
 
 
@@ -34,6 +41,8 @@ class TrainRequest:
     pretrained_weights: str | None = None
     num_gpus: int = 1
     echo: TextIO | None = None
+    command: str = "autoseg train"
+    mirror: Mirror | None = None
 
 
 def build_job(request: TrainRequest, fold: int | str) -> TrainingJob:
@@ -56,6 +65,8 @@ def _options(request: TrainRequest) -> RunOptions:
         save_npz=request.save_npz,
         pretrained_weights=Path(request.pretrained_weights) if request.pretrained_weights else None,
         echo=request.echo,
+        command=request.command,
+        mirror=request.mirror,
     )
 
 
@@ -66,14 +77,23 @@ def _train_one(job: TrainingJob, request: TrainRequest, dist: Any = None) -> Non
 
 
 def _ddp_worker(context: Any, request: TrainRequest, fold: int | str) -> None:
-    _train_one(build_job(request, fold), request, context)
+    try:
+        _train_one(build_job(request, fold), request, context)
+    except TrainingStopped as stopped:  # not a failure of the spawned process
+        if context.rank == 0:
+            print(stopped, file=sys.stderr)
 
 
 def _fold_on_gpu(context: Any, request: TrainRequest, folds: tuple[int | str, ...]) -> None:
     """One process per GPU, each training its own folds (no gradient exchange)."""
     own = DistributedContext(device=context.device)
+    quiet = replace(request, echo=None, mirror=None)  # lines of several folds would interleave
     for fold in folds[context.rank :: context.world_size]:
-        _train_one(build_job(request, fold), replace(request, echo=None), own)
+        try:
+            _train_one(build_job(request, fold), quiet, own)
+        except TrainingStopped as stopped:
+            print(stopped, file=sys.stderr)
+            return
 
 
 def launch(request: TrainRequest, torchrun: tuple[int, int, int] | None) -> int:

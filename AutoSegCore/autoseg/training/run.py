@@ -1,28 +1,32 @@
-"""Train one fold end to end: split, resume or start, loop, final validation, logs.
+"""Train one fold end to end: lock, split, resume or start, loop, final validation, logs.
 
 ``train_fold`` is the Python API behind ``autoseg train``; it runs in every rank of a distributed
-run with the same arguments.
+run with the same arguments. The main rank holds the fold lock (fold_lock.py) for the whole run,
+so a second training of the fold is refused. A stop request (stop_request.py) ends the loop after
+the current iteration with ``checkpoint_latest.pth`` written and a ``stopped`` event; a request
+during the final validation ends it (the training is complete, ``--val`` redoes the validation).
+An allocation failure ends the run with an ``out_of_memory`` error event and a one-line error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import signal
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import torch
 
-from autoseg.checkpoint import BEST, FINAL, load_checkpoint, newest_checkpoint
+from autoseg.checkpoint import BEST, FINAL, LATEST, load_checkpoint, newest_checkpoint
 from autoseg.errors import AutoSegError
 from autoseg.network import describe_network
+from autoseg.out_of_memory import OUT_OF_MEMORY, TRAINING_ADVICE, is_out_of_memory, out_of_memory
 from autoseg.preprocessing.storage import case_ids
 from autoseg.training.distributed import DistributedContext
+from autoseg.training.fold_lock import acquire_fold_lock
 from autoseg.training.history import TrainingHistory
 from autoseg.training.job import TrainingJob
 from autoseg.training.recipe import (
@@ -30,9 +34,10 @@ from autoseg.training.recipe import (
     build_training_parts,
     resolve_device,
 )
-from autoseg.training.run_log import RunLog
+from autoseg.training.run_log import Mirror, RunLog
 from autoseg.training.settings import SETTINGS_FILE
 from autoseg.training.splits import fold_cases, load_or_create_splits
+from autoseg.training.stop_request import StopRequest, TrainingStopped, clear_stop_request
 from autoseg.training.trainer import LoopState, StopRequested, Trainer
 from autoseg.training.validation import ValidationSetup, run_final_validation, validation_dice
 
@@ -47,6 +52,18 @@ class RunOptions:
     save_npz: bool = False
     pretrained_weights: Path | None = None
     echo: TextIO | None = None
+    # What the fold lock tells a second run about this one (the CLI passes the command line).
+    command: str = "autoseg train (Python API)"
+    # Receives every events.jsonl record too (``--progress json`` prints them on stdout).
+    mirror: Mirror | None = None
+
+
+@dataclass(frozen=True)
+class _Control:
+    """How a running fold reports and is stopped: its log (main rank only) and stop request."""
+
+    stop: StopRequest
+    log: RunLog | None
 
 
 def split_for(job: TrainingJob) -> tuple[list[str], list[str]]:
@@ -80,20 +97,14 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM set an event that the loop checks after each iteration (main thread only)."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
+def _fold_lock(job: TrainingJob, options: RunOptions, dist: DistributedContext) -> Iterator[None]:
+    """The main rank holds the fold lock; a stop request left from an earlier run is dropped."""
+    if not dist.is_main:
+        yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: event.set())
-    try:
-        yield event
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with acquire_fold_lock(job.fold_dir, options.command):
+        clear_stop_request(job.fold_dir)
+        yield
 
 
 def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
@@ -109,7 +120,6 @@ def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
 
 
 def _prepare_folders(job: TrainingJob, options: RunOptions, dist: DistributedContext) -> None:
-    job.check_inputs()
     if not dist.is_main:
         return
     job.write_model_files()
@@ -155,27 +165,61 @@ def _seed_everything(job: TrainingJob) -> int:
 def train_fold(
     job: TrainingJob, options: RunOptions = RunOptions(), dist: DistributedContext | None = None
 ) -> dict[str, Any] | None:
-    """Train (or resume, or only validate) one fold; returns the validation summary on rank 0."""
+    """Train (or resume, or only validate) one fold; returns the validation summary on rank 0.
+
+    Raises ``TrainingStopped`` after a stop request (the latest checkpoint is written),
+    ``KeyboardInterrupt`` after SIGINT/SIGTERM, ``FoldLocked`` when another run holds the fold
+    and ``OutOfMemory`` when an allocation failed.
+    """
     dist = dist or DistributedContext()
     if options.pretrained_weights and options.resume:
         raise AutoSegError("-pretrained_weights cannot be combined with --c (resume)")
     if job.settings.cpu_threads:
         torch.set_num_threads(job.settings.cpu_threads)
-    _prepare_folders(job, options, dist)
-    split = split_for(job)
-    state = _resume_state(job, options)
-    if options.validation_only:
-        return _validate_only(job, state, split[1], options, dist)
-    log = RunLog(job.fold_dir, echo=options.echo) if dist.is_main else None
+    job.check_inputs()
+    with _fold_lock(job, options, dist):
+        stop = StopRequest(job.fold_dir)
+        _prepare_folders(job, options, dist)
+        split = split_for(job)
+        state = _resume_state(job, options)
+        if options.validation_only:
+            validate = _validate_only
+            return _out_of_memory_told(None, validate, job, state, split[1], options, dist, stop)
+        log = (
+            RunLog(job.fold_dir, echo=options.echo, mirror=options.mirror) if dist.is_main else None
+        )
+        try:
+            control = _Control(stop, log)
+            return _out_of_memory_told(log, _train, job, split, state, options, dist, control)
+        finally:
+            if log:
+                log.close()
+
+
+def _out_of_memory_told(log: RunLog | None, work: Callable[..., Any], *args: Any) -> Any:
+    """Run ``work``; its failure becomes an ``error`` event, an allocation failure ``OutOfMemory``."""
     try:
-        return _train(job, split, state, options, dist, log)
-    except Exception as error:
-        if log:
-            log.event("error", message=f"{type(error).__name__}: {error}")
+        return work(*args)
+    except TrainingStopped:
         raise
-    finally:
+    except Exception as error:
+        failure = (
+            out_of_memory(error, "Training", TRAINING_ADVICE) if is_out_of_memory(error) else None
+        )
         if log:
-            log.close()
+            kind = {"kind": OUT_OF_MEMORY} if failure else {}
+            log.event("error", message=str(failure or f"{type(error).__name__}: {error}"), **kind)
+        if failure is not None:
+            raise failure from error
+        raise
+
+
+def _acknowledge(log: RunLog | None) -> Callable[[str], None] | None:
+    """The ``stopping`` event, written as soon as a stop request is seen (the loop may still be
+    in a long iteration: the user learns at once that the request arrived)."""
+    if log is None:
+        return None
+    return lambda reason: log.event("stopping", reason=reason)
 
 
 def _train(
@@ -184,30 +228,80 @@ def _train(
     state: dict[str, Any] | None,
     options: RunOptions,
     dist: DistributedContext,
-    log: RunLog | None,
+    control: _Control,
 ) -> dict[str, Any] | None:
-    """The loop and the final validation; a stop request becomes KeyboardInterrupt (exit 130)."""
+    """The loop and the final validation, while the stop-request file is watched."""
     start_epoch = int(state["current_epoch"]) if state is not None else 0
     parts = build_training_parts(job, split, dist, _seed_everything(job), start_epoch)
-    try:
-        with stop_on_signals() as stop:
-            trainer = Trainer(job, parts, log, dist, LoopState(stop=stop.is_set))
-            if state is not None:
-                _restore(trainer, state)
-            elif options.pretrained_weights:
-                load_pretrained(parts.model, options.pretrained_weights)
-            _log_start(log, job, trainer.state.next_epoch, len(split[0]), len(split[1]))
-            trainer.fit()
-    except StopRequested:
-        if log:
-            log.event("end", status="interrupted", next_epoch=trainer.state.next_epoch)
-        raise KeyboardInterrupt from None
-    finally:
-        parts.close()
-    setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz)
-    summary = run_final_validation(job, parts.model, split[1], setup, dist)
+    stop, log = control.stop, control.log
+    with stop.watching(_acknowledge(log)):
+        try:
+            with stop.signals():
+                trainer = Trainer(job, parts, log, dist, LoopState(stop=stop))
+                if state is not None:
+                    _restore(trainer, state)
+                elif options.pretrained_weights:
+                    load_pretrained(parts.model, options.pretrained_weights)
+                _log_start(log, job, trainer.state.next_epoch, len(split[0]), len(split[1]))
+                trainer.fit()
+        except StopRequested:
+            _stopped(control, job, "training", trainer.state.next_epoch)
+        finally:
+            parts.close()
+        setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz)
+        summary = _stoppable_validation(job, parts.model, split[1], setup, dist, control)
     _log_end(log, summary, job)
     return summary
+
+
+def _stoppable_validation(
+    job: TrainingJob,
+    model: torch.nn.Module,
+    val_cases: list[str],
+    setup: ValidationSetup,
+    dist: DistributedContext,
+    control: _Control,
+) -> dict[str, Any] | None:
+    """The final validation; a stop request (file) interrupts it, as it polls no flag."""
+    stop = control.stop
+    try:
+        with stop.interrupting():
+            if stop.is_set():  # asked after the last iteration: do not start the validation
+                _stopped(control, job, "validation", job.settings.epochs)
+            return run_final_validation(job, model, val_cases, setup, dist)
+    except KeyboardInterrupt:
+        if not stop.by_file:
+            raise
+        _stopped(control, job, "validation", job.settings.epochs)
+
+
+def _stopped(control: _Control, job: TrainingJob, phase: str, next_epoch: int) -> NoReturn:
+    """Record the stop and end the run: ``TrainingStopped`` for a request, KeyboardInterrupt
+    (exit 130, as always) for a signal."""
+    kept = job.fold_dir / (LATEST if phase == "training" else FINAL)
+    saved = kept.is_file() and job.settings.save_checkpoints
+    if phase == "training":
+        what = f"{kept.name} holds the state at epoch {next_epoch}; resume with --c"
+        if not saved:
+            what = "no checkpoint was written (checkpointing is disabled)"
+    else:
+        what = f"the training is complete ({kept.name}); redo the validation with --val"
+    stop, log = control.stop, control.log
+    message = f"{job.fold_dir}: {phase} stopped ({stop.reason}); {what}"
+    if log:
+        log.message(message)
+        log.event(
+            "stopped",
+            reason=stop.reason,
+            phase=phase,
+            next_epoch=next_epoch,
+            checkpoint=str(kept) if saved else None,
+            message=message,
+        )
+    if stop.by_file:
+        clear_stop_request(job.fold_dir)  # honoured: leave the folder as a finished run would
+        raise TrainingStopped(message)
+    raise KeyboardInterrupt
 
 
 def _validate_only(
@@ -216,13 +310,15 @@ def _validate_only(
     val_cases: list[str],
     options: RunOptions,
     dist: DistributedContext,
+    stop: StopRequest,
 ) -> dict[str, Any] | None:
     device = dist.device or resolve_device(job.settings.device)
     model = build_network_for(job).to(device)
     model.load_state_dict(state["network_weights"])
     axes = state.get("inference_allowed_mirroring_axes") or []
     setup = ValidationSetup(device, tuple(axes), options.save_npz)
-    summary = run_final_validation(job, model, val_cases, setup, dist)
+    with stop.watching():
+        summary = _stoppable_validation(job, model, val_cases, setup, dist, _Control(stop, None))
     if summary is not None and options.echo:
         print(f"Mean validation Dice: {validation_dice(summary):.4f}", file=options.echo)
     return summary

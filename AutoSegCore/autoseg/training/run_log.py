@@ -10,7 +10,14 @@ event being written. NaN becomes ``null`` there, so the file is strict JSON.
 Expected event fields (the trainer supplies them; only ``event`` and ``time`` are added here):
 ``start`` fold, configuration, epochs, iterations_per_epoch, resumed_from_epoch, ...;
 ``epoch`` (see ``RunLog.epoch``); ``checkpoint`` kind, path; ``validation`` summary,
-mean_fg_dice; ``end``; ``error`` message. Epochs count from 0, as in the history.
+mean_fg_dice; ``stopping`` reason (a stop request was seen; the run is finishing its iteration and
+saving); ``stopped`` reason, phase, next_epoch, checkpoint, message; ``end`` status; ``error``
+message, kind (``out_of_memory`` when an allocation failed). Epochs count from 0, as in the
+history. ``end``, ``stopped`` and ``error`` are final: one of them ends every run.
+
+``event`` may be called from another thread (the stop-request watcher acknowledges from its own);
+a lock keeps lines whole. ``mirror`` receives every event as written (``autoseg train --progress
+json`` prints them as JSON lines on stdout).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -29,7 +37,8 @@ from autoseg.training.history import EpochRecord
 
 Clock = Callable[[], float]
 EVENTS_FILE = "events.jsonl"
-_FINAL_EVENTS = frozenset({"end", "error"})
+_FINAL_EVENTS = frozenset({"end", "error", "stopped"})
+Mirror = Callable[[dict[str, Any]], None]
 
 
 def jsonable(value: Any) -> Any:
@@ -89,9 +98,16 @@ class RunLog:
     """
 
     def __init__(
-        self, folder: Path, *, echo: TextIO | None = None, clock: Clock = time.time
+        self,
+        folder: Path,
+        *,
+        echo: TextIO | None = None,
+        clock: Clock = time.time,
+        mirror: Mirror | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self._mirror = mirror
+        self._lock = threading.Lock()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._echo = echo
@@ -134,17 +150,20 @@ class RunLog:
 
     def event(self, name: str, /, **fields: Any) -> None:
         """Append ``{"event": name, "time": now, **fields}`` to ``events.jsonl`` in one write."""
-        if self._events_fd is None:
-            raise ValueError(f"the run log {self.events_path} is closed")
         if "event" in fields:
             raise ValueError("an event's fields cannot contain 'event'")
         record = jsonable({"event": name, "time": self._clock(), **fields})
         data = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._events_fd, view) :]
-        os.fsync(self._events_fd)
-        self._finished = self._finished or name in _FINAL_EVENTS
+        with self._lock:
+            if self._events_fd is None:
+                raise ValueError(f"the run log {self.events_path} is closed")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._events_fd, view) :]
+            os.fsync(self._events_fd)
+            self._finished = self._finished or name in _FINAL_EVENTS
+        if self._mirror is not None:
+            self._mirror(record)
 
     def start(self, info: Mapping[str, Any]) -> None:
         """The start banner (every setting on its own line) and the ``start`` event."""
@@ -193,7 +212,8 @@ class RunLog:
 
     def close(self) -> None:
         """Close both files; calling it again does nothing."""
-        if self._events_fd is not None:
-            os.close(self._events_fd)
-            self._events_fd = None
+        with self._lock:
+            if self._events_fd is not None:
+                os.close(self._events_fd)
+                self._events_fd = None
         self._text.close()

@@ -38,6 +38,9 @@ class TrainingSettings:
     deep_supervision: bool = True
     ema_momentum: float = 0.9
     checkpoint_every: int = 50
+    # Also write checkpoint_latest.pth when this many minutes passed since the last one, so a
+    # crash loses at most about that much work whatever an epoch takes (0 = off: epochs only).
+    checkpoint_minutes: float = 10.0
     save_checkpoints: bool = True
     device: str = "auto"
     amp: str = "auto"
@@ -145,6 +148,8 @@ def _check(s: TrainingSettings) -> list[str]:
     ]
     if s.val_iterations < 0:
         problems.append(f"val_iterations must be >= 0 (got {s.val_iterations})")
+    if not s.checkpoint_minutes >= 0:  # also refuses NaN
+        problems.append(f"checkpoint_minutes must be >= 0 (got {s.checkpoint_minutes})")
     if not 0.0 <= s.oversample_foreground <= 1.0:
         problems.append(f"oversample_foreground must be in [0, 1] (got {s.oversample_foreground})")
     if not 0.0 < s.tile_step <= 1.0:

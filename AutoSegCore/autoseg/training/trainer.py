@@ -1,8 +1,14 @@
 """The training loop: epochs of SGD steps, online pseudo-Dice validation, EMA model selection.
 
 Everything a run is made of comes in through ``TrainingParts`` (see recipe.py); this class only
-loops, logs and checkpoints. A stop request (SIGINT/SIGTERM) ends the loop after the current
-iteration and writes ``checkpoint_latest.pth``, so ``--c`` loses nothing but that iteration.
+loops, logs and checkpoints. A stop request (the fold's stop-request file or SIGINT/SIGTERM, see
+stop_request.py) ends the loop after the current iteration and writes ``checkpoint_latest.pth``;
+the interrupted epoch is trained again on resume.
+
+Crash safety: besides every ``checkpoint_every`` epochs, ``checkpoint_latest.pth`` is written when
+``checkpoint_minutes`` passed since the last one. That is checked at the end of every epoch (the
+checkpoint then resumes exactly there) and, once an epoch itself has run longer than that, after
+every iteration (slow CPU epochs: such a checkpoint restarts the epoch on resume, like a stop).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from autoseg.training.run_log import RunLog
 
 
 class StopRequested(Exception):
-    """Raised out of the loop after a SIGINT/SIGTERM, once the latest checkpoint is written."""
+    """Raised out of the loop after a stop request, once the latest checkpoint is written."""
 
 
 @dataclass
@@ -50,6 +56,9 @@ def _as_float(outputs: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list
 class Trainer:
     """Runs epochs for one fold; resumable from any checkpoint it wrote."""
 
+    # Seconds for the time-based checkpoint; a class attribute so that tests can replace it.
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(
         self,
         job: TrainingJob,
@@ -60,6 +69,7 @@ class Trainer:
     ) -> None:
         self.job, self.parts, self.log, self.dist, self.state = job, parts, log, dist, state
         self.settings = job.settings
+        self._last_latest = self.clock()
         self.regions = job.dataset.labels.has_regions
         self.ignore_label = job.dataset.labels.ignore_label
         # Loss scaling is needed for fp16 only; bf16 has fp32's exponent range.
@@ -112,13 +122,28 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- one epoch
 
+    def _stop_now(self) -> bool:
+        requested = self.state.stop()
+        if self.dist.enabled:  # every rank must leave at the same iteration (collectives)
+            return self.dist.mean_of(float(requested)) > 0
+        return requested
+
+    def _latest_due(self, since: float) -> bool:
+        """The time-based checkpoint is due and ``since`` is at least that long ago."""
+        minutes = self.settings.checkpoint_minutes
+        now = self.clock()
+        return minutes > 0 and now - max(self._last_latest, since) >= minutes * 60
+
     def _train_epoch(self) -> float:
         self.parts.network.train()
         losses = []
+        epoch_start = self.clock()
         for _ in range(self.settings.iterations_per_epoch):
             losses.append(self.train_step(next(self.parts.train_batches)))
-            if self.state.stop():
+            if self._stop_now():
                 raise StopRequested
+            if self._latest_due(epoch_start):  # a long epoch: save within it
+                self.save(LATEST, self.state.next_epoch)
         return self.dist.mean_of(float(np.mean(losses)))
 
     def _validate_epoch(self) -> tuple[float, PseudoDice]:
@@ -183,6 +208,8 @@ class Trainer:
             return
         path = self.job.fold_dir / name
         save_checkpoint(path, self.checkpoint_state(next_epoch))
+        if name == LATEST:
+            self._last_latest = self.clock()
         if self.log:
             self.log.event("checkpoint", kind=name.removesuffix(".pth"), path=str(path))
 
@@ -192,7 +219,8 @@ class Trainer:
         if new_best:
             self.save(BEST, record.epoch + 1)
         epochs = self.settings.epochs
-        if (record.epoch + 1) % self.settings.checkpoint_every == 0 and record.epoch + 1 < epochs:
+        due = (record.epoch + 1) % self.settings.checkpoint_every == 0
+        if (due or self._latest_due(self._last_latest)) and record.epoch + 1 < epochs:
             self.save(LATEST, record.epoch + 1)
         if self.log and self.dist.is_main:
             times = [history.epoch_time(i) for i in range(len(history.epoch))]
@@ -206,7 +234,7 @@ class Trainer:
             for epoch in range(self.state.next_epoch, self.settings.epochs):
                 self._after_epoch(self.run_epoch(epoch))
                 self.state.next_epoch = epoch + 1
-                if self.state.stop():
+                if self._stop_now():
                     raise StopRequested
         except StopRequested:
             # The interrupted epoch restarts on resume; finished epochs are kept.

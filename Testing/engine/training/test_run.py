@@ -1,9 +1,13 @@
-"""Training a fold end to end on a tiny synthetic dataset: files, resume, stop, validation."""
+"""Training a fold end to end on a tiny synthetic dataset: files, resume, stop, lock, validation."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -11,9 +15,13 @@ import torch
 from autoseg.checkpoint import BEST, FINAL, LATEST, load_checkpoint
 from autoseg.errors import AutoSegError
 from autoseg.evaluation import load_summary
+from autoseg.out_of_memory import OutOfMemory
+from autoseg.training import run as run_module
 from autoseg.training import trainer as trainer_module
+from autoseg.training.fold_lock import LOCK_FILE, FoldLocked, LockHolder, read_lock
 from autoseg.training.run import RunOptions, train_fold
 from autoseg.training.settings import SETTINGS_FILE, TrainingSettings
+from autoseg.training.stop_request import STOP_REQUEST_FILE, TrainingStopped, write_stop_request
 
 from .conftest import tiny_job
 
@@ -108,8 +116,164 @@ def test_a_stop_signal_saves_the_latest_checkpoint(
         train_fold(job)
     state = load_checkpoint(job.fold_dir / LATEST)
     assert state["current_epoch"] == 0  # the interrupted epoch is redone on resume
-    assert _events(job.fold_dir)[-1]["status"] == "interrupted"
+    last = _events(job.fold_dir)[-1]
+    assert (last["event"], last["reason"], last["phase"]) == ("stopped", "SIGTERM", "training")
+    assert last["checkpoint"] == str(job.fold_dir / LATEST)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert read_lock(job.fold_dir) is None  # released
+
+
+def test_a_stop_request_file_ends_the_run_after_the_iteration(
+    tiny_preprocessed, tmp_path, monkeypatch
+) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path, epochs=5, checkpoint_every=50)
+    write_stop_request(job.fold_dir)  # left over from an earlier run: must not stop this one
+    original = trainer_module.Trainer.train_step
+    steps = []
+
+    def step_then_request(self, batch):
+        steps.append(original(self, batch))
+        if len(steps) == 3:  # the first step of the second epoch
+            write_stop_request(job.fold_dir, requested_by="test")
+        return steps[-1]
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", step_then_request)
+    with pytest.raises(
+        TrainingStopped, match=r"training stopped \(stop request\).*resume with --c"
+    ):
+        train_fold(job)
+    assert len(steps) == 3  # the loop ended right after the iteration that saw the request
+    assert load_checkpoint(job.fold_dir / LATEST)["current_epoch"] == 1
+    last = _events(job.fold_dir)[-1]
+    assert (last["event"], last["reason"], last["next_epoch"]) == ("stopped", "stop request", 1)
+    assert "resume with --c" in last["message"]
+    assert not (job.fold_dir / STOP_REQUEST_FILE).exists()  # honoured, then removed
+    assert read_lock(job.fold_dir) is None
+
+
+def test_a_stop_request_during_the_final_validation_keeps_the_training(
+    tiny_preprocessed, tmp_path, monkeypatch
+) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path, epochs=1)
+
+    def validation_that_takes_long(*args):
+        write_stop_request(job.fold_dir)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # interrupted by the stop-request watcher
+            time.sleep(0.01)
+        raise AssertionError("the stop request did not interrupt the validation")
+
+    monkeypatch.setattr(run_module, "run_final_validation", validation_that_takes_long)
+    with pytest.raises(TrainingStopped, match="redo the validation with --val"):
+        train_fold(job)
+    assert (job.fold_dir / FINAL).is_file()
+    kinds = [e["event"] for e in _events(job.fold_dir)]
+    assert "stopping" in kinds  # the watcher acknowledged the request at once
+    last = _events(job.fold_dir)[-1]
+    assert (last["event"], last["phase"]) == ("stopped", "validation")
+    assert read_lock(job.fold_dir) is None
+
+
+def test_out_of_memory_is_an_error_event_and_one_line(tiny_preprocessed, tmp_path, monkeypatch):
+    job = tiny_job(tiny_preprocessed, tmp_path)
+
+    def allocation_fails(self, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", allocation_fails)
+    with pytest.raises(OutOfMemory, match="Training ran out of GPU memory"):
+        train_fold(job)
+    last = _events(job.fold_dir)[-1]
+    assert (last["event"], last["kind"]) == ("error", "out_of_memory")
+    assert "--gpu-memory-target" in last["message"]
+    assert read_lock(job.fold_dir) is None
+
+
+def test_a_fold_that_another_process_trains_is_refused(tiny_preprocessed, tmp_path) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job.fold_dir.mkdir(parents=True)
+        holder = LockHolder(other.pid, socket.gethostname(), time.time(), "autoseg train 901 x 0")
+        (job.fold_dir / LOCK_FILE).write_text(json.dumps(holder.__dict__))
+        with pytest.raises(FoldLocked, match=f"pid {other.pid}"):
+            train_fold(job)
+        assert sorted(p.name for p in job.fold_dir.iterdir()) == [LOCK_FILE]  # nothing written
+    finally:
+        other.kill()
+        other.wait()
+
+
+class _FakeClock:
+    """Minutes that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_time_based_checkpoint_is_written_and_resumed(
+    tiny_preprocessed, tmp_path, monkeypatch
+) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path, epochs=4, checkpoint_every=50, checkpoint_minutes=1)
+    clock = _FakeClock()
+    monkeypatch.setattr(trainer_module.Trainer, "clock", staticmethod(clock))
+    run_epoch = trainer_module.Trainer.run_epoch
+    after_epoch = trainer_module.Trainer._after_epoch
+
+    def forty_seconds_per_epoch(self, epoch):
+        record = run_epoch(self, epoch)
+        clock.now += 40.0
+        return record
+
+    def die_after_third_epoch(self, record):
+        after_epoch(self, record)
+        if record.epoch == 2:
+            raise _Killed
+
+    monkeypatch.setattr(trainer_module.Trainer, "run_epoch", forty_seconds_per_epoch)
+    monkeypatch.setattr(trainer_module.Trainer, "_after_epoch", die_after_third_epoch)
+    with pytest.raises(_Killed):
+        train_fold(job)
+    # 40 s after epoch 0: not yet; 80 s after epoch 1: written; 40 s after that: not yet.
+    latest = [e for e in _events(job.fold_dir) if e.get("kind") == "checkpoint_latest"]
+    assert len(latest) == 1
+    assert load_checkpoint(job.fold_dir / LATEST)["current_epoch"] == 2
+    assert read_lock(job.fold_dir) is None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = LockHolder(dead.pid, socket.gethostname(), time.time(), "killed run")
+    (job.fold_dir / LOCK_FILE).write_text(json.dumps(stale.__dict__))  # as a SIGKILL leaves it
+    monkeypatch.setattr(trainer_module.Trainer, "_after_epoch", after_epoch)
+    (job.fold_dir / BEST).unlink(missing_ok=True)  # else --c takes it when it is newer
+    train_fold(job, RunOptions(resume=True))
+    final = load_checkpoint(job.fold_dir / FINAL)
+    assert final["current_epoch"] == 4
+    starts = [e for e in _events(job.fold_dir) if e["event"] == "start"]
+    assert starts[-1]["resumed_from_epoch"] == 2
+
+
+def test_a_long_epoch_writes_the_time_based_checkpoint_within_it(
+    tiny_preprocessed, tmp_path, monkeypatch
+) -> None:
+    job = tiny_job(tiny_preprocessed, tmp_path, epochs=2, checkpoint_every=50, checkpoint_minutes=1)
+    clock = _FakeClock()
+    monkeypatch.setattr(trainer_module.Trainer, "clock", staticmethod(clock))
+    original = trainer_module.Trainer.train_step
+
+    def one_minute_per_step_then_die(self, batch):
+        loss = original(self, batch)
+        clock.now += 61.0
+        if (job.fold_dir / LATEST).is_file():
+            raise _Killed
+        return loss
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", one_minute_per_step_then_die)
+    with pytest.raises(_Killed):
+        train_fold(job)
+    assert load_checkpoint(job.fold_dir / LATEST)["current_epoch"] == 0  # epoch 0 is redone
 
 
 def test_existing_training_is_never_overwritten(tiny_preprocessed, tmp_path) -> None:

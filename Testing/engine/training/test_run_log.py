@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -196,3 +197,40 @@ def test_jsonable_turns_numpy_paths_and_non_finite_numbers_into_json():
     assert jsonable(value) == {
         "n": 3, "x": 0.5, "a": [1.0, None], "p": "fold_0", "t": [None, True],
     }  # fmt: skip
+
+
+def test_every_event_is_mirrored_and_a_stop_ends_the_run(tmp_path):
+    mirrored: list[dict] = []
+    with RunLog(tmp_path, clock=FakeClock(), mirror=mirrored.append) as log:
+        log.start(start_info())
+        log.event("stopped", reason="stop request", phase="training", next_epoch=3)
+    assert mirrored == read_events(tmp_path)
+    assert [e["event"] for e in mirrored] == ["start", "stopped"]
+
+
+def _stop_inside_a_run_log(folder: Path) -> None:
+    with RunLog(folder, clock=FakeClock()) as log:
+        log.event("stopped", reason="SIGTERM")
+        raise KeyboardInterrupt
+
+
+def test_a_stopped_run_left_by_an_exception_gets_no_error_event(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _stop_inside_a_run_log(tmp_path)
+    assert [e["event"] for e in read_events(tmp_path)] == ["stopped"]
+
+
+def test_events_from_two_threads_stay_whole_lines(tmp_path):
+    with RunLog(tmp_path, clock=FakeClock()) as log:
+
+        def write_many(name: str) -> None:
+            for k in range(200):
+                log.event(name, k=k, padding="x" * 500)
+
+        threads = [threading.Thread(target=write_many, args=(n,)) for n in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    events = read_events(tmp_path)
+    assert sorted(e["event"] for e in events) == ["a"] * 200 + ["b"] * 200

@@ -45,6 +45,8 @@ def test_unknown_key_names_the_key_and_known_ones() -> None:
         ({"device": "tpu"}, "device must be one of"),
         ({"oversample_foreground": 1.5}, "oversample_foreground"),
         ({"deep_supervision": "maybe"}, "not a valid bool"),
+        ({"checkpoint_minutes": -1}, "checkpoint_minutes must be >= 0"),
+        ({"checkpoint_minutes": "nan"}, "checkpoint_minutes must be >= 0"),
     ],
 )
 def test_invalid_values_are_clear_errors(values, message) -> None:
@@ -68,3 +70,8 @@ def test_assignments_parse_json_values() -> None:
     )
     with pytest.raises(AutoSegError, match="KEY=VALUE"):
         parse_assignment("epochs")
+
+
+def test_the_time_based_checkpoint_defaults_to_ten_minutes_and_can_be_off() -> None:
+    assert TrainingSettings().checkpoint_minutes == 10.0
+    assert TrainingSettings.from_mapping({"checkpoint_minutes": 0}).checkpoint_minutes == 0.0
