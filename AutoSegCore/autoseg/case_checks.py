@@ -13,7 +13,6 @@ stored segmentations; a fractional value (1.2) would be truncated to a different
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.channel_checks import channel_problems, rgb_range_problems
+from autoseg.channel_schemes import rgb_channels
 from autoseg.dataset import CaseFiles, DatasetSpec
-from autoseg.dataset_files import CHANNEL_FILE
 from autoseg.errors import AutoSegError, Problem
 from autoseg.image_formats import Geometry, read_header
 
@@ -37,7 +37,6 @@ _POSE_FIX = (
     "origin/direction into the other file."
 )
 _LABEL_KIND = "label values"
-_CHANNEL_NAME = re.compile(CHANNEL_FILE.pattern + r"(?P<ending>\..+)")  # with the file ending
 _LABEL_FIX = "Save labels as integers (nearest-neighbour resampling, integer pixel type)."
 
 
@@ -52,6 +51,7 @@ class CaseRules:
         ignore_label: the ignore label's value, if any.
         is_2d: whether the dataset's images are 2D; None skips the dimensionality check.
         owner: whose rules these are, as messages name it ("this dataset", "this model").
+        rgb_channels: channels normalized by RGBTo01 ("rgb_to_0_1"), whose values must be 8-bit.
     """
 
     num_channels: int
@@ -59,11 +59,15 @@ class CaseRules:
     ignore_label: int | None = None
     is_2d: bool | None = None
     owner: str = "this dataset"
+    rgb_channels: tuple[int, ...] = ()
 
     @classmethod
     def for_dataset(cls, spec: DatasetSpec, is_2d: bool | None = None) -> CaseRules:
         labels = spec.labels
-        return cls(spec.num_channels, labels.expected_values, labels.ignore_label, is_2d)
+        rgb = rgb_channels(spec.channel_names)
+        return cls(
+            spec.num_channels, labels.expected_values, labels.ignore_label, is_2d, rgb_channels=rgb
+        )
 
 
 @dataclass
@@ -226,51 +230,6 @@ def grid_problems(item: ReadFile, ref: ReadFile, what: str, fix: str = _GRID_FIX
     return problems
 
 
-def _more_files(last: Path, count: int) -> str:
-    """Names of the ``count`` channel files after ``last`` (``CASE_0000.png`` -> ``CASE_0001.png``),
-    or a description when ``last`` does not follow the channel naming."""
-    match = _CHANNEL_NAME.fullmatch(last.name)
-    if match is None:
-        return f"{count} more grey file(s)"
-    first = int(match["channel"]) + 1
-    names = [f"{match['case']}_{i:04d}{match['ending']}" for i in range(first, first + count)]
-    return ", ".join(names)
-
-
-def channel_problems(
-    case_id: str, components: Sequence[tuple[Path, int]], rules: CaseRules
-) -> list[Problem]:
-    """A case must supply exactly the channels of channel_names. ``components``: each image file
-    with the channels it holds (1 for grey, 3 for RGB, 4 for RGBA, the volumes of a 4D file)."""
-    expected = rules.num_channels
-    total = sum(count for _, count in components)
-    if total == expected or not components:
-        return []
-    held = ", ".join(f"{path.name} {count}" for path, count in components)
-    msg = (
-        f"case {case_id} has {total} channel(s); the channel_names of {rules.owner} list "
-        f"{expected} (channels per file: {held})."
-    )
-    several = [(path, count) for path, count in components if count > 1]
-    if total < expected:
-        where = components[-1][0]
-        fix = (
-            f"Add {_more_files(where, expected - total)} (one grey file per channel), or store "
-            "the channels as the components of one file (an RGB image for R, G, B)."
-        )
-    elif several:
-        where, count = several[0]
-        fix = (
-            f"{where.name} holds {count} channels (colour components, RGB 3, RGBA 4, or the "
-            "volumes of a 4D image): name each in channel_names (e.g. R, G, B), or save the "
-            f"image with {expected} (without alpha, or grey)."
-        )
-    else:
-        where = components[0][0]
-        fix = f"Give every case {expected} channel(s): remove the extra files."
-    return [Problem("error", str(where), msg, fix, "channels")]
-
-
 def dataset_is_2d(reader: Any, cases: Sequence[CaseFiles]) -> bool | None:
     """Whether the dataset's images are 2D: fixed by some readers, else the majority of the
     files' headers (so the odd file out is the one reported). None when no header is readable."""
@@ -336,11 +295,14 @@ def inspect_images(
         (item.path, int(array.shape[0])) for item, array in zip(read, arrays, strict=True)
     ]
     report.channels = sum(count for _, count in components)
-    report.problems += channel_problems(case_id, components, rules)
+    report.problems += channel_problems(case_id, components, rules.num_channels, rules.owner)
     report.shape, report.spacing = read[0].shape, read[0].geometry.spacing
     if report.errors:
         return None, read[0].geometry, report
     images = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    report.problems += rgb_range_problems(images, components, rules.rgb_channels)
+    if report.errors:
+        return None, read[0].geometry, report
     return images, read[0].geometry, report
 
 

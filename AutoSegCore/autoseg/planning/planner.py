@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from autoseg.channel_schemes import normalization_scheme
 from autoseg.geometry import ANISOTROPY_THRESHOLD, compute_new_shape, inverse_permutation
 from autoseg.planning.fingerprint import DatasetFingerprint
 from autoseg.planning.memory_model import estimate_feature_map_size
@@ -35,14 +36,6 @@ LOWRES_CREATION_THRESHOLD = 0.25
 LOWRES_SPACING_STEP = 1.03
 MASK_FOR_NORM_CROP_THRESHOLD = 0.75
 
-_SCHEME_BY_CHANNEL_NAME = {
-    "ct": "CT",
-    "nonorm": "NoNorm",
-    "zscore": "ZScore",
-    "rescale_to_0_1": "RescaleTo01",
-    "rgb_to_0_1": "RGBTo01",
-}
-
 
 @dataclass(frozen=True)
 class PlanningTask:
@@ -61,11 +54,6 @@ class PlannerOptions:
     overwrite_target_spacing: tuple[float, ...] | None = None
     suppress_transpose: bool = False
     plans_name: str | None = None
-
-
-def normalization_scheme(channel_name: str) -> str:
-    """Map a dataset.json channel name to a normalization scheme (unknown names get z-score)."""
-    return _SCHEME_BY_CHANNEL_NAME.get(channel_name.strip().lower(), "ZScore")
 
 
 def fullres_target_spacing(spacings: np.ndarray, shapes: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from autoseg.channel_schemes import RGB_VALUE_RANGE
 from autoseg.errors import AutoSegError
 from autoseg.plans import IntensityStats
 
@@ -70,13 +71,14 @@ def _rgb_to_01(
     image: np.ndarray, mask: np.ndarray | None, use_mask: bool, stats: IntensityStats | None
 ) -> np.ndarray:
     low, high = float(image.min()), float(image.max())
-    if low < 0 or high > 255:
+    bottom, top = RGB_VALUE_RANGE
+    if low < bottom or high > top:
         raise AutoSegError(
-            f"RGBTo01 normalization expects values in 0..255 but found {low:g}..{high:g}. "
-            "Fix: name the channel differently in dataset.json (e.g. 'zscore') or convert the image "
-            "to 8-bit colour values."
+            f"RGBTo01 normalization expects values in {bottom:g}..{top:g} but found "
+            f"{low:g}..{high:g}. Fix: name the channel differently in dataset.json (e.g. 'zscore') "
+            "or convert the image to 8-bit colour values."
         )
-    return (image / 255.0).astype(np.float32)
+    return (image / top).astype(np.float32)
 
 
 # Schemes that use the dataset's intensity statistics (the fingerprint's) rather than only the case:
