@@ -124,7 +124,10 @@ def scripted_module(module_files: dict) -> types.SimpleNamespace:
             self.layout = FakeLayout("QVBoxLayout")
 
         def resourcePath(self, relative: str) -> str:
-            return str(Path(module_files[type(self).__module__]).parent / "Resources" / relative)
+            # As Slicer's: the module is named after the class (minus "Widget"), wherever the
+            # class is defined; its Resources folder sits beside the module file.
+            module = type(self).__name__.removesuffix("Widget")
+            return str(Path(module_files[module]).parent / "Resources" / relative)
 
         def setup(self) -> None:
             pass
@@ -185,14 +188,23 @@ class FakeSlicer:
         return self.errors.pop()[1]
 
     def load(self, name: str) -> types.ModuleType:
-        """Import the module file afresh (it binds the fake qt), engine processes replaced."""
-        self.monkeypatch.delitem(sys.modules, name, raising=False)
+        """Import the module file and its panel afresh (they bind the fake qt).
+
+        The engine's processes (device probe, installs) are replaced in the panel module.
+        """
+        for loaded in (name, PANELS[name], SELF_TESTS[name]):
+            self.monkeypatch.delitem(sys.modules, loaded, raising=False)
         module = importlib.import_module(name)
         self.monkeypatch.setitem(sys.modules, name, module)
         self.module_files[name] = module.__file__
-        self.monkeypatch.setattr(module, "detect_devices_in_background", self._probe)
-        self.monkeypatch.setattr(module, "ensure_engine_dependencies", self._install_check)
+        panel = self.panel(name)
+        self.monkeypatch.setattr(panel, "detect_devices_in_background", self._probe)
+        self.monkeypatch.setattr(panel, "ensure_engine_dependencies", self._install_check)
         return module
+
+    def panel(self, name: str) -> types.ModuleType:
+        """The module's panel (widget, logic, parameter node), where the test replaces things."""
+        return sys.modules[PANELS[name]]
 
     def _probe(self, python: str, **_kwargs: object) -> concurrent.futures.Future:
         self.device_probes.append(python)
@@ -214,3 +226,11 @@ class FakeSlicer:
 
 
 _ROOTS = ("raw", "preprocessed", "results")
+PANELS = {
+    "AutoSegTrain": "AutoSegTrainLib.train_panel",
+    "AutoSegPredict": "AutoSegPredictLib.predict_panel",
+}
+SELF_TESTS = {
+    "AutoSegTrain": "AutoSegTrainLib.train_self_test",
+    "AutoSegPredict": "AutoSegPredictLib.predict_self_test",
+}

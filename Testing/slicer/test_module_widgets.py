@@ -138,7 +138,7 @@ def _train_widget_with_a_case(app: FakeSlicer, scene: typing.Any, tmp_path: Path
     """A dataset created and a case added through the GUI, checking each step."""
     module = app.load("AutoSegTrain")
     assert module.AutoSegTrain(types.SimpleNamespace()).parent.title == "AutoSeg Train"
-    app.monkeypatch.setattr(module, "TrainingRun", StubRun)
+    app.monkeypatch.setattr(app.panel("AutoSegTrain"), "TrainingRun", StubRun)
     widget = app.open(module.AutoSegTrainWidget)
     ui, raw = widget.ui, tmp_path / "raw"
     assert ui.rawRootPathLineEdit.currentPath == str(raw)

@@ -215,3 +215,13 @@ def test_the_committed_slicer_reference_is_what_the_extractor_reads(tmp_path: Pa
     fresh = extract_reference.slicer_reference(_mirror("Slicer+Slicer"), tag)
     committed = slicer_api(tag).data
     assert json.loads(json.dumps(fresh)) == committed
+
+
+def test_what_runs_before_the_version_check_exists_in_slicer_5_8() -> None:
+    """An old Slicer must get as far as the module's "needs Slicer 5.10" message."""
+    files = [ROOT / m / f"{m}.py" for m in ("AutoSegTrain", "AutoSegPredict")]
+    files.append(ROOT / "AutoSegCore" / "AutoSegCoreLib" / "extension_info.py")
+    uses = [use for path in files for use in python_uses(path)]
+    assert len(uses) > 10
+    found = problems(uses, [slicer_api(GUARD_TAG)])
+    assert not found, "\n".join(found)

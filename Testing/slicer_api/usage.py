@@ -175,9 +175,10 @@ def _collect_types(usage: FileUsage, tree: ast.Module) -> None:
 
 
 def _ui_classes(path: Path) -> dict[str, str]:
-    """Widget name -> class for the module's .ui file (module files only)."""
-    ui = path.parent / "Resources" / "UI" / f"{path.stem}.ui"
-    if not ui.is_file():
+    """Widget name -> class of the .ui file of the module a file belongs to (``self.ui``)."""
+    uis = [f / "Resources" / "UI" / f"{f.name}.ui" for f in (path.parent, path.parent.parent)]
+    ui = next((candidate for candidate in uis if candidate.is_file()), None)
+    if ui is None:
         return {}
     tree = ElementTree.parse(ui)
     return {w.get("name", ""): w.get("class", "") for w in tree.iter("widget")}
