@@ -12,8 +12,10 @@ BLAS/torch thread each, so N workers use N cores.
 seeds numpy's global random state with ``seed``.
 
 Always close a stream (``close()`` or ``with``): it stops the workers, drains their queue and joins
-them, so that no orphaned or zombie processes are left. It works with the ``fork`` and ``spawn``
-start methods; with ``spawn`` the sampler and the transforms must be picklable (ours are).
+them, so that no orphaned or zombie processes are left. When the training process dies without
+closing it (SIGKILL, the out-of-memory killer), the workers end by themselves (worker_lifetime.py).
+It works with the ``fork`` and ``spawn`` start methods; with ``spawn`` the sampler and the
+transforms must be picklable (ours are).
 """
 
 # ruff: noqa: NPY002
@@ -36,6 +38,7 @@ from batchgenerators.dataloading.single_threaded_augmenter import SingleThreaded
 from batchgenerators.transforms.abstract_transforms import AbstractTransform
 
 from autoseg.errors import AutoSegError
+from autoseg.training.augmentation.worker_lifetime import ParentBoundSource
 
 MAX_TRAIN_WORKERS = 12
 
@@ -182,7 +185,7 @@ def batch_stream(
         loader.set_thread_id(0)
         return BatchStream(SingleThreadedAugmenter(loader, transforms), workers=False)
     augmenter = _Augmenter(
-        loader,
+        ParentBoundSource(loader),
         transforms,
         num_workers,
         num_cached=_num_cached(num_workers),
