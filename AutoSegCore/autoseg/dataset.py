@@ -11,6 +11,7 @@ round instead of one error per run.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,8 +147,8 @@ def _parse_override(data: Mapping[str, Any], where: str) -> tuple[str | None, li
 
 
 def _expand(text: str, env: Mapping[str, str] | None) -> str:
-    if not env:
-        return text
+    """``$VAR``/``${VAR}`` from ``env``, by default the process's (as nnU-Net); unknown ones stay."""
+    env = os.environ if env is None else env
     return _ENV_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
@@ -200,8 +201,7 @@ def parse_dataset_json(
         data: the parsed JSON.
         dataset_dir: folder that relative paths under the ``dataset`` key refer to.
         location: file name used in problem reports.
-        env: variables for ``$VAR`` in listed paths (the caller passes them; nothing reads
-            ``os.environ`` here).
+        env: variables for ``$VAR`` in listed paths; None: this process's environment.
 
     Returns:
         The spec (None when any error was found) and all problems.

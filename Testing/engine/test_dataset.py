@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from autoseg.dataset import (
     CaseFiles,
@@ -152,6 +153,41 @@ def test_explicit_cases_resolve_relative_paths(tmp_path):
         CaseFiles("a", (Path("/abs/a.nii.gz"),), Path("/data/a.nii.gz")),
         CaseFiles("b", (tmp_path / "img" / "b_0000.nii.gz",), tmp_path / "lab" / "b.nii.gz"),
     )
+
+
+def test_listed_paths_expand_the_process_environment_by_default(tmp_path, monkeypatch):
+    """As nnU-Net: every command (not only verify) finds files listed with $VAR."""
+    monkeypatch.setenv("AUTOSEG_TEST_PHOTOS", "/photos")
+    data = {**MINIMAL, "dataset": {"a": {"images": ["${AUTOSEG_TEST_PHOTOS}/a.png"], "label": "a"}}}
+    data["dataset"]["b"] = {"images": ["$UNSET_AUTOSEG_VAR/b.png"], "label": "b"}
+    spec = load_dataset_json(_write(tmp_path, data))
+    assert spec.explicit_cases is not None
+    assert [c.images[0] for c in spec.explicit_cases] == [
+        Path("/photos/a.png"),
+        tmp_path / "$UNSET_AUTOSEG_VAR" / "b.png",  # unknown variables stay, as expandvars does
+    ]
+
+
+def test_one_rgb_file_per_case_supplies_the_channels(make_dataset):
+    folder = make_dataset(channels=("R", "G", "B"))
+    for case in ("case_000", "case_001"):
+        for channel in (1, 2):
+            (folder / "imagesTr" / f"{case}_{channel:04d}.nii.gz").unlink()
+        rgb = sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True)
+        sitk.WriteImage(rgb, str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
+    cases, problems = _discover(folder)
+    assert problems == []
+    assert [len(c.images) for c in cases] == [1, 1]
+
+
+def test_gap_in_channel_files_names_the_missing_one(make_dataset):
+    folder = make_dataset(channels=("R", "G", "B"))
+    (folder / "imagesTr" / "case_001_0001.nii.gz").unlink()
+    cases, problems = _discover(folder)
+    assert [c.case_id for c in cases] == ["case_000"]
+    assert [p.message for p in problems] == [
+        "case case_001: channel file(s) case_001_0001.nii.gz missing."
+    ]
 
 
 def test_explicit_case_with_bad_entry(tmp_path):
