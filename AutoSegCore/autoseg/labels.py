@@ -9,6 +9,7 @@ so the order is kept exactly as written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +136,12 @@ def _parse_entries(labels: Any, where: str) -> tuple[list[tuple[str, LabelValue]
     if not isinstance(labels, Mapping) or not labels:
         message = f'"labels" is {type(labels).__name__}; expected a non-empty object name -> value.'
         fix = 'Write e.g. "labels": {"background": 0, "tumor": 1} (names map to values).'
+        return [], [Problem("error", where, message, fix)]
+    if all(str(k).isdigit() and isinstance(v, str) for k, v in labels.items()):
+        # nnU-Net v1 (and MSD) wrote value -> name; v2 reads name -> value.
+        swapped = json.dumps({v: int(k) for k, v in labels.items()})
+        message = '"labels" maps values to names (the nnU-Net v1 / MSD order).'
+        fix = f'Write names to values: "labels": {swapped} (or run convert_old_dataset).'
         return [], [Problem("error", where, message, fix)]
     entries: list[tuple[str, LabelValue]] = []
     problems: list[Problem] = []

@@ -121,3 +121,11 @@ def test_from_json_collects_every_error():
     assert any('labels["b"]' in m for m in messages)
     assert any("background" in m for m in messages)
     assert any("ignore" in m for m in messages)
+
+
+def test_value_to_name_labels_of_nnunet_v1_get_the_swapped_form():
+    spec, problems = parse_labels({"0": "background", "1": "liver"}, None, "ds.json")
+    assert spec is None or any(p.is_error for p in problems)
+    (problem,) = problems
+    assert "maps values to names" in problem.message
+    assert '"labels": {"background": 0, "liver": 1}' in problem.fix
