@@ -1,15 +1,28 @@
-"""Strict stand-ins for the Qt widgets of the modules' .ui files (see test_module_widgets.py)."""
+"""Strict stand-ins for the Qt widgets of the modules' .ui files (see test_module_widgets.py).
+
+Each stand-in class implements a few members of the real Qt/CTK/qMRML class. What the real class
+has comes from the reference lists (Testing/slicer_api/reference: Slicer 5.10 and 5.12 sources,
+the CTK they pin, Qt 5.15): a stand-in member the real class lacks fails at import, and the
+module code touching a member fails with "no such member in Slicer" when the real class lacks it
+or "not implemented by the stand-in" when only the stand-in does.
+"""
 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from Testing.slicer_api.reference_api import qt_classes, supported
+from Testing.slicer_api.standins import StrictModule
+
 TESTS_FOLDER = Path(__file__).resolve().parent
-_COMMON = {"enabled", "toolTip", "connect", "blockSignals", "layout"}
-# Members (properties, methods, "signals(...)") each Qt class offers and the modules may use.
+_QOBJECT = {"connect", "blockSignals"}  # every stand-in
+_QWIDGET = {"enabled", "toolTip", "layout"}  # every stand-in of a widget
+_NOT_WIDGETS = {"QTimer"}
+# Members (properties, methods, "signals(...)") each stand-in implements.
 _MEMBERS = {
     "qMRMLWidget": {"setMRMLScene"},
     "QWidget": set(),
@@ -39,6 +52,44 @@ _MEMBERS = {
     | {"currentNodeChanged(vtkMRMLNode*)"},
     "QTimer": {"setInterval", "start", "stop", "timeout()"},
 }
+
+
+def _real_members(cls: str) -> tuple[set[str], set[str]]:
+    """(members, signals) the class has in every supported Slicer release."""
+    apis = supported()
+    members = set.intersection(*(api.members(cls) for api in apis))
+    signals = set.intersection(*(api.signals(cls) for api in apis))
+    return members, signals
+
+
+_REAL = {cls: _real_members(cls) for cls in _MEMBERS}
+_IMPLEMENTED = {
+    cls: members | _QOBJECT | (set() if cls in _NOT_WIDGETS else _QWIDGET)
+    for cls, members in _MEMBERS.items()
+}
+
+
+def _check_against_reference() -> None:
+    """Every member a stand-in implements exists in the real class (else the fakes could lie)."""
+    wrong = []
+    for cls, implemented in _IMPLEMENTED.items():
+        members, signals = _REAL[cls]
+        assert members, f"{cls} is not in the reference lists"
+        for member in implemented:
+            if member not in (signals if "(" in member else members):
+                wrong.append(f"{cls}.{member}")
+    assert not wrong, f"stand-ins implement members the real classes lack: {wrong}"
+
+
+_check_against_reference()
+
+
+def _missing(cls: str, name: str) -> AttributeError:
+    if name in _REAL[cls][0]:
+        return AttributeError(f"the {cls} stand-in does not implement {name!r} (add it to fake_qt)")
+    return AttributeError(f"{cls} has no attribute {name!r} in Slicer 5.10/5.12 (reference lists)")
+
+
 _SIGNAL_OF = {
     "currentPath": "currentPathChanged(QString)",
     "checked": "toggled(bool)",
@@ -67,22 +118,22 @@ class FakeQObject:
         self._items, self._rows, self._cells, self._current, self._scene = [], 0, {}, None, None
         self._binding, self._param, self._layout, self._pixmap = None, None, None, None
         for member, value in _DEFAULTS.items():
-            if member in _COMMON | _MEMBERS[cls]:
+            if member in _IMPLEMENTED[cls]:
                 object.__setattr__(self, member, value.copy() if isinstance(value, list) else value)
 
     def __getattribute__(self, name: str) -> typing.Any:
         if not name.startswith("_"):
             cls = object.__getattribute__(self, "_cls")
-            if name not in _COMMON and name not in _MEMBERS[cls]:
-                raise AttributeError(f"{cls} has no attribute {name!r}")
+            if name not in _IMPLEMENTED[cls]:
+                raise _missing(cls, name)
         return object.__getattribute__(self, name)
 
     def __setattr__(self, name: str, value: typing.Any) -> None:
         if name.startswith("_"):
             object.__setattr__(self, name, value)
             return
-        if name not in _COMMON and name not in _MEMBERS[self._cls]:
-            raise AttributeError(f"{self._cls} has no attribute {name!r}")
+        if name not in _IMPLEMENTED[self._cls]:
+            raise _missing(self._cls, name)
         old = self.__dict__.get(name)
         object.__setattr__(self, name, value)
         if value != old and _SIGNAL_OF.get(name) in _MEMBERS[self._cls]:
@@ -90,7 +141,8 @@ class FakeQObject:
             self._emit(_SIGNAL_OF[name], value)
 
     def connect(self, signal: str, slot: typing.Callable) -> None:
-        assert signal in _MEMBERS[self._cls], f"{self._cls} {self._name} has no signal {signal}"
+        assert signal in _REAL[self._cls][1], f"{self._cls} has no signal {signal} in Slicer"
+        assert signal in _MEMBERS[self._cls], f"the {self._cls} stand-in never emits {signal}"
         self._slots.setdefault(signal, []).append(slot)
 
     def blockSignals(self, block: bool) -> bool:
@@ -254,7 +306,7 @@ def load_ui(path: str) -> FakeQObject:
                 widget._param = value.text
             elif name == "nodeTypes":
                 widget.nodeTypes = [s.text for s in value.iter("string")]
-            elif name in _DEFAULTS and name in _MEMBERS[widget._cls] | _COMMON:
+            elif name in _DEFAULTS and name in _IMPLEMENTED[widget._cls]:
                 text = value.text or ""
                 parsed = text == "true" if value.tag == "bool" else text
                 parsed = int(text) if value.tag == "number" else parsed
@@ -270,3 +322,22 @@ def load_ui(path: str) -> FakeQObject:
         if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
     ]
     return top
+
+
+def qt_standin(cls: str, **members: typing.Any) -> types.SimpleNamespace:
+    """A plain stand-in object of Qt class ``cls``: only members the real class has."""
+    real = _real_members(cls)[0]
+    unknown = set(members) - real
+    assert not unknown, f"{cls} has no {sorted(unknown)} in Slicer 5.10/5.12"
+    return types.SimpleNamespace(**members)
+
+
+def qt_module(**classes: typing.Any) -> StrictModule:
+    """``qt``: the Qt classes PythonQt offers (Qt 5.15); the given stand-ins provide some."""
+    return StrictModule("qt", set(qt_classes()), "Qt 5.15").provide(**classes)
+
+
+def ctk_module(**classes: typing.Any) -> StrictModule:
+    """``ctk``: the CTK classes both supported Slicer releases build."""
+    names = set.intersection(*(set(api.ctk["classes"]) for api in supported()))
+    return StrictModule("ctk", names, "the CTK of Slicer 5.10/5.12").provide(**classes)

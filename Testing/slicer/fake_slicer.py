@@ -18,6 +18,8 @@ from Testing.slicer.fake_qt import (
     FakeLayout,
     FakeQObject,
 )
+from Testing.slicer_api.reference_api import supported
+from Testing.slicer_api.standins import StrictModule, common_slicer_module
 
 from AutoSegCoreLib.device_detection import DeviceInfo
 from AutoSegCoreLib.preferences import KEYS
@@ -77,7 +79,7 @@ def _field(name: str) -> property:
     return property(get, put)
 
 
-def parameter_wrapper_module(values: dict) -> types.SimpleNamespace:
+def parameter_wrapper_module(values: dict) -> StrictModule:
     """slicer.parameterNodeWrapper: typed fields kept per node, two-way bound by connectGui."""
 
     def parameterNodeWrapper(cls: type) -> type:
@@ -89,7 +91,8 @@ def parameter_wrapper_module(values: dict) -> types.SimpleNamespace:
         members |= {"_hints": hints, "_all_values": values}
         return type(cls.__name__, (_FakeWrapper,), members)
 
-    return types.SimpleNamespace(
+    module = common_slicer_module("slicer.parameterNodeWrapper", {})
+    return module.provide(
         parameterNodeWrapper=parameterNodeWrapper, WithinRange=lambda low, high: (low, high)
     )
 
@@ -111,7 +114,18 @@ class _Panel:
     isEntered = True
 
 
-def scripted_module(module_files: dict) -> types.SimpleNamespace:
+def _check_bases(classes: dict[str, type]) -> None:
+    """The stand-in base classes offer only methods Slicer's classes have (both releases)."""
+    for name, cls in classes.items():
+        for api in supported():
+            real = api.script_class("slicer.ScriptedLoadableModule", name)
+            assert real is not None, f"no {name} in Slicer {api.tag}"
+            known = set(real["methods"]) | set(real["attributes"])
+            extra = {m for m in vars(cls) if not m.startswith("__")} - known
+            assert not extra, f"the {name} stand-in has {extra}, which Slicer {api.tag} lacks"
+
+
+def scripted_module(module_files: dict) -> StrictModule:
     """slicer.ScriptedLoadableModule: the base classes, with the parameter node in the scene."""
 
     class ScriptedLoadableModule:
@@ -147,18 +161,14 @@ def scripted_module(module_files: dict) -> types.SimpleNamespace:
                 node = scene.AddNode(node)
             return node
 
-    return types.SimpleNamespace(
-        ScriptedLoadableModule=ScriptedLoadableModule,
-        ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
-        ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
-        ScriptedLoadableModuleTest=type("ScriptedLoadableModuleTest", (), {}),
-    )
-
-
-def as_module(name: str, namespace: types.SimpleNamespace) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.__dict__.update(vars(namespace))
-    return module
+    classes = {
+        "ScriptedLoadableModule": ScriptedLoadableModule,
+        "ScriptedLoadableModuleWidget": ScriptedLoadableModuleWidget,
+        "ScriptedLoadableModuleLogic": ScriptedLoadableModuleLogic,
+        "ScriptedLoadableModuleTest": type("ScriptedLoadableModuleTest", (), {}),
+    }
+    _check_bases(classes)
+    return common_slicer_module("slicer.ScriptedLoadableModule", {}).provide(**classes)
 
 
 class FakeSlicer:

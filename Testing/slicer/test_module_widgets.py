@@ -5,7 +5,10 @@ signal that never fires, a parameter name the .ui does not have) and nothing els
 Qt, CTK and Slicer's Python-only submodules are replaced by small, strict stand-ins: the widgets
 are built from the real .ui files (every named widget, its initial properties, its
 ``SlicerParameterName``), know only the members their Qt class has, and emit signals when a
-property changes, as Qt does. MRML, the logic libraries and the files on disk are real; only the
+property changes, as Qt does. What exists is decided by the reference lists of Slicer 5.10 and
+5.12 (Testing/slicer_api): ``slicer.util``, ``qt``, ``ctk``, ``slicer.i18n`` and the scripted
+module bases offer only names both releases have, and calls are checked against their signatures.
+MRML, the logic libraries and the files on disk are real; only the
 engine's child processes (training, device probe, installs) are replaced. The stand-ins live in
 ``fake_qt.py`` and ``fake_slicer.py``.
 """
@@ -28,14 +31,17 @@ from Testing.slicer.fake_qt import (
     FakePixmap,
     FakeQObject,
     FakeTableItem,
+    ctk_module,
     load_ui,
+    qt_module,
+    qt_standin,
 )
 from Testing.slicer.fake_slicer import (
     FakeSlicer,
-    as_module,
     parameter_wrapper_module,
     scripted_module,
 )
+from Testing.slicer_api.standins import common_slicer_module
 
 from AutoSegCoreLib.preferences import KEYS
 from AutoSegCoreLib.synthetic_scenario import add_synthetic_case
@@ -48,28 +54,29 @@ from AutoSegTrainLib.training_runs import RunSnapshot, StepSnapshot
 def app(scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Fake qt, ctk and Slicer submodules around the real MRML scene; unexpected errors fail."""
     fake = FakeSlicer(monkeypatch, tmp_path)
-    store = types.SimpleNamespace(
+    store = qt_standin(
+        "QSettings",
         value=lambda key, default=None: fake.settings.get(key, default),
         setValue=fake.settings.__setitem__,
     )
-    file_dialog = types.SimpleNamespace(getOpenFileName=lambda *args: fake.open_file)
-    qt = types.SimpleNamespace(
+    file_dialog = qt_standin("QFileDialog", getOpenFileName=lambda *args: fake.open_file)
+    qt = qt_module(
         QTimer=lambda: FakeQObject("QTimer"),
         QSettings=lambda: store,
         QTableWidgetItem=FakeTableItem,
         QPixmap=FakePixmap,
         QFileDialog=file_dialog,
     )
-    i18n = types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text)
+    i18n = {"tr": lambda text: text, "translate": lambda context, text: text}
     fakes = {
         "qt": qt,
-        "ctk": types.SimpleNamespace(),
-        "slicer.i18n": i18n,
+        "ctk": ctk_module(),
+        "slicer.i18n": common_slicer_module("slicer.i18n", i18n),
         "slicer.parameterNodeWrapper": parameter_wrapper_module({}),
         "slicer.ScriptedLoadableModule": scripted_module(fake.module_files),
     }
-    for name, namespace in fakes.items():
-        monkeypatch.setitem(sys.modules, name, as_module(name, namespace))
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
     util = {
         "loadUI": load_ui,
         "childWidgetVariables": lambda top: types.SimpleNamespace(
@@ -81,8 +88,9 @@ def app(scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "warningDisplay": lambda text, *a, **k: fake.dialogs.append(("warning", text)),
         "setSliceViewerLayers": lambda **layers: fake.layers.append(layers),
     }
-    for name, function in util.items():
-        monkeypatch.setattr(slicer.util, name, function)
+    # Only what Slicer 5.10 and 5.12 both have; the rest of slicer-core's (5.13) util is hidden.
+    strict_util = common_slicer_module("slicer.util", util, fallback=slicer.util)
+    monkeypatch.setattr(slicer, "util", strict_util)
     combo = functools.partial(FakeQObject, "qMRMLNodeComboBox")
     monkeypatch.setattr(slicer, "qMRMLNodeComboBox", combo, raising=False)
     yield fake
@@ -386,3 +394,47 @@ def test_scene_close_resets_both_widgets(app, scene, tmp_path) -> None:
     assert not predict.ui.segmentButton.enabled
     assert train._parameterNode.segmentation is None
     assert train._parameterNode.folds == "0 1 2 3 4"
+
+
+def test_closing_the_scene_cancels_a_running_prediction(app, scene, tmp_path) -> None:
+    widget, _, _, segmentation = _predict_widget_ready(app, scene, tmp_path)
+    job = StubJob(segmentation)
+    app.monkeypatch.setattr(widget.logic, "start_segmentation", lambda *a, **k: job)
+    click(widget.ui.segmentButton)
+    scene.Clear(0)  # File / Close scene while the engine runs
+    deadline = time.monotonic() + 10
+    while not job.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.cancelled
+    assert widget._job is None
+    tick(widget)
+    assert job.polls == 0
+    assert widget.ui.statusLabel.text == "Cancelled: the scene was closed."
+    assert not widget.ui.cancelButton.enabled
+
+
+def test_the_predict_panel_preselects_a_volume_the_selector_lists(app, scene) -> None:
+    """A label map comes first in the scene; the panel must not preselect it."""
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    volume, _ = add_synthetic_case(scene, 0)
+    widget = app.open(app.load("AutoSegPredict").AutoSegPredictWidget)
+    assert widget._parameterNode.inputVolume is volume
+    assert widget.ui.inputVolumeSelector.currentNode() is volume
+
+
+def test_the_stand_ins_refuse_what_slicer_5_10_or_5_12_lacks(app) -> None:
+    """The fakes know the real API: what the real modules lack fails here as it would in Slicer."""
+    qt = sys.modules["qt"]
+    with pytest.raises(AttributeError, match="has no 'executePythonModule'"):
+        slicer.util.executePythonModule("light_the_torch", [])  # only from Slicer 5.12
+    with pytest.raises(AttributeError, match="has no 'QMagicWidget'"):
+        qt.QMagicWidget()
+    with pytest.raises(AttributeError, match="no attribute 'enabled' in Slicer"):
+        qt.QTimer().enabled  # a QTimer is no widget  # noqa: B018
+    with pytest.raises(AttributeError, match="stand-in does not implement 'isActive'"):
+        qt.QTimer().isActive()
+    with pytest.raises(AssertionError, match="has no signal fired"):
+        qt.QTimer().connect("fired()", print)
+    with pytest.raises(TypeError, match="would reject"):
+        slicer.util.errorDisplay()  # text is required
+    assert slicer.util.arrayFromVolume is not None  # real slicer-core functions both releases have

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from Testing.slicer_api.reference_api import SlicerApi, pytorch_utils
+from Testing.slicer_api.reference_api import SlicerApi, pytorch_utils, supported
 
 
 def reference_signature(spec: dict) -> inspect.Signature:
@@ -34,31 +34,40 @@ def reference_signature(spec: dict) -> inspect.Signature:
     return inspect.Signature(parameters)
 
 
-def checked(function: Callable, spec: dict, where: str) -> Callable:
-    """``function``, but a call that the real signature ``spec`` would reject raises TypeError."""
-    signature = reference_signature(spec)
+def checked(function: Callable, spec: dict | list[dict], where: str) -> Callable:
+    """``function``, but a call that a real signature (every one of ``spec``) rejects raises."""
+    signatures = [reference_signature(one) for one in (spec if isinstance(spec, list) else [spec])]
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{where}: the real one would reject this call ({error})") from None
+        for signature in signatures:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{where}: the real one would reject this call ({error})") from None
         return function(*args, **kwargs)
 
     return call
 
 
 class StrictModule(types.ModuleType):
-    """A module with only the names the reference lists; the stand-in provides some of them."""
+    """A module with only the names the reference lists; the stand-in provides some of them.
 
-    def __init__(self, name: str, allowed: set[str], release: str) -> None:
+    ``fallback``: a real module that serves allowed names the stand-in does not provide
+    (slicer-core's ``slicer.util`` for ``arrayFromVolume`` and the like).
+    """
+
+    def __init__(
+        self, name: str, allowed: set[str], release: str, fallback: types.ModuleType | None = None
+    ) -> None:
         super().__init__(name)
-        self._allowed, self._release = allowed, release
+        self._allowed, self._release, self._fallback = allowed, release, fallback
 
     def __getattr__(self, attribute: str) -> Any:
         if attribute.startswith("__") or attribute not in self._allowed:
             raise AttributeError(f"{self.__name__} has no {attribute!r} in {self._release}")
+        if self._fallback is not None and hasattr(self._fallback, attribute):
+            return getattr(self._fallback, attribute)
         raise AttributeError(f"{self.__name__}.{attribute} exists but this test did not provide it")
 
     def provide(self, functions: dict | None = None, **values: Any) -> StrictModule:
@@ -77,6 +86,22 @@ def slicer_module(api: SlicerApi, name: str, functions: dict[str, Callable]) -> 
         spec = api.function(name, function_name)
         assert spec is not None, f"{name} has no function {function_name} in Slicer {api.tag}"
         wrapped[function_name] = checked(implementation, spec, f"{name}.{function_name}")
+    return module.provide(wrapped)
+
+
+def common_slicer_module(
+    name: str, functions: dict[str, Callable], fallback: types.ModuleType | None = None
+) -> StrictModule:
+    """A slicer submodule with the names every supported release has; calls checked against all."""
+    apis = supported()
+    allowed = set.intersection(*(api.module_names(name) for api in apis))
+    release = "every supported Slicer (" + ", ".join(api.tag for api in apis) + ")"
+    module = StrictModule(name, allowed, release, fallback)
+    wrapped = {}
+    for function_name, implementation in functions.items():
+        specs = [api.function(name, function_name) for api in apis]
+        assert all(specs), f"{name}.{function_name} is missing in a supported Slicer"
+        wrapped[function_name] = checked(implementation, specs, f"{name}.{function_name}")
     return module.provide(wrapped)
 
 
