@@ -114,6 +114,7 @@ READER_WRITERS: dict[str, Callable[[], ImageReaderWriter]] = {
     "NibabelIOWithReorient": SimpleITKIO,
 }
 _AUTO_ORDER = ("NaturalImage2DIO", "SimpleITKIO", "Tiff3DIO")
+_LOSSY_ENDINGS = (".jpg", ".jpeg")  # refused like nnU-Net: labels must survive storage exactly
 
 
 def supported_file_endings() -> tuple[str, ...]:
@@ -140,9 +141,12 @@ def choose_reader_writer(
     if override and override != "None":
         factory = READER_WRITERS.get(override)
         if factory is None:
+            # nnU-Net falls back to the automatic choice only when it lacks the class; a custom
+            # reader it has would read differently from any of ours, so we refuse instead.
             raise AutoSegError(
                 f"dataset.json: overwrite_image_reader_writer {override!r} is unknown. "
-                f"Fix: use one of {sorted(READER_WRITERS)} or remove the key."
+                f"Fix: use one of {sorted(READER_WRITERS)}, or remove the key to choose the reader "
+                "from the file ending (what nnU-Net does when it lacks that class)."
             )
         return factory()
     ending = file_ending.lower()
@@ -153,8 +157,9 @@ def choose_reader_writer(
         if example_file is None or candidate.can_read(Path(example_file)):
             return candidate
     where = f" that can open {example_file}" if example_file is not None else ""
+    lossy = " (JPEG is lossy: it would alter label values)" if ending in _LOSSY_ENDINGS else ""
     raise AutoSegError(
-        f"No image reader for file_ending {file_ending!r}{where}. "
+        f"No image reader for file_ending {file_ending!r}{where}{lossy}. "
         f"Fix: convert the images to one of {list(supported_file_endings())} "
         f"(readers: {list(_AUTO_ORDER)})."
     )

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.errors import AutoSegError
+from autoseg.image_formats import header_channels
 from autoseg.image_io import (
     READER_WRITERS,
     Geometry,
@@ -185,6 +186,22 @@ def test_png_grey_and_rgb(tmp_path: Path) -> None:
         np.testing.assert_array_equal(array[1, 0], rgb[..., 1])
 
 
+def test_header_channels_match_what_the_readers_return(tmp_path: Path) -> None:
+    """The folder scans count channels from headers; they must agree with the full read."""
+    rgb = sitk.GetImageFromArray(np.zeros((6, 8, 3), np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(tmp_path / "rgb.png"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((6, 8), np.uint8)), str(tmp_path / "g.png"))
+    volume = sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32))
+    sitk.WriteImage(sitk.JoinSeries([volume, volume]), str(tmp_path / "four_d.nii.gz"))
+    (tmp_path / "broken.png").write_bytes(b"no image")
+    assert header_channels(tmp_path / "rgb.png") == 3
+    assert header_channels(tmp_path / "g.png") == 1
+    assert header_channels(tmp_path / "four_d.nii.gz") == 2
+    assert header_channels(tmp_path / "broken.png") is None
+    assert NaturalImage2DIO().read_image(tmp_path / "rgb.png")[0].shape[0] == 3
+    assert SimpleITKIO().read_image(tmp_path / "four_d.nii.gz")[0].shape[0] == 2
+
+
 @pytest.mark.parametrize("ending", [".png", ".bmp", ".tif"])
 def test_natural_image_seg_round_trip(tmp_path: Path, ending: str) -> None:
     io = NaturalImage2DIO()
@@ -309,7 +326,7 @@ def test_choose_override_and_errors(tmp_path: Path) -> None:
     assert set(READER_WRITERS) >= {"SimpleITKIO", "NaturalImage2DIO", "Tiff3DIO"}
     with pytest.raises(AutoSegError, match=r"Fancy.*SimpleITKIO"):
         choose_reader_writer(".nii.gz", override="FancyIO")
-    with pytest.raises(AutoSegError, match=r"\.jpg.*\.nii\.gz"):
+    with pytest.raises(AutoSegError, match=r"\.jpg.*JPEG is lossy.*\.nii\.gz"):
         choose_reader_writer(".jpg")
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not an image")
