@@ -241,8 +241,9 @@ class _SitkBase:
         if array.shape[0] != 1:
             raise read_error(
                 Path(path),
-                f"label file has {array.shape[0]} channels",
-                "store labels as one channel.",
+                f"label file has {array.shape[0]} channels (a colour image, or a palette PNG, "
+                "which is read as colour)",
+                "store the label values 0, 1, 2, ... in one grey channel (an 8-bit grey PNG).",
             )
         return array, geometry
 

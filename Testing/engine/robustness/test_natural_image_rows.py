@@ -62,11 +62,25 @@ def sixteen_bit_png_for_rgb_normalization(ws: Workspace) -> Path:
     return _write_png(ws.image_file("case_001", 0, ".png"), grey16)
 
 
+def palette_png_label(ws: Workspace) -> Path:
+    """Indexed-colour label PNGs (common in photo datasets) read as colour in both tools."""
+    image_module = pytest.importorskip("PIL.Image")
+    _photo_dataset(ws, {"0": "R", "1": "G", "2": "B"}, components=3)
+    label = np.zeros(PNG_SHAPE, dtype=np.uint8)
+    label[4:9, 5:11] = 1
+    path = ws.label_file("case_001", ".png")
+    palette = image_module.fromarray(label, mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.save(path)
+    return path
+
+
 TABLE = [
     BadInput(
         "rgba-for-rgb-channel-names", rgba_file_for_rgb_channel_names, RAW, case_id="case_001"
     ),
     BadInput("rgb-for-one-channel-name", rgb_file_for_one_channel_name, RAW, case_id="case_001"),
+    BadInput("palette-png-label", palette_png_label, RAW, case_id="case_001"),
     BadInput(
         "16-bit-png-for-rgb_to_0_1", sixteen_bit_png_for_rgb_normalization, RAW, case_id="case_001"
     ),
