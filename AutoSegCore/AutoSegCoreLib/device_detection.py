@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from AutoSegCoreLib.process_tree import windowless
+
 PROBE_SCRIPT = """\
 import json, sys
 try:
@@ -147,7 +149,10 @@ def _from_probe(obj: dict[str, Any]) -> DeviceInfo:
 def _run(
     command: Sequence[str], env: Mapping[str, str] | None, timeout: float
 ) -> subprocess.CompletedProcess[str] | str:
-    """Run to completion; a string says why it could not run (missing program, timeout)."""
+    """Run to completion; a string says why it could not run (missing program, timeout).
+
+    No console window opens on Windows (the probes run while the module's panel is shown).
+    """
     try:
         return subprocess.run(  # a fixed probe command, no shell
             list(command),
@@ -159,6 +164,7 @@ def _run(
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
+            **windowless(),
         )
     except subprocess.TimeoutExpired:
         return f"{command[0]} did not answer within {timeout:g} s"

@@ -9,6 +9,18 @@ Design: stdout and stderr are read on daemon threads that only put ``ProcessEven
 a ``queue.Queue``; the Slicer module drains it with ``poll_events()`` from a QTimer on the main
 thread, so nothing touches Qt from a worker thread. This module is Qt-free and testable with
 plain pytest. It is not part of the engine package, so it may read ``os.environ``.
+
+Cancelling asks before it forces. In Slicer the child is PythonSlicer (CTKAppLauncher), which
+starts the real Python as its own child, forwards no signals and exits at once on SIGTERM; and on
+Windows a CTRL_BREAK reaches no process that shares no console. So a process started with a
+``stop_folder`` (a training's fold folder) is first asked through the engine's stop-request file
+(``autoseg.training.stop_request``): it finishes its iteration, saves and exits 0. Only when it has
+not ended after the timeout are signals sent (POSIX: SIGTERM to the process group, then SIGKILL;
+Windows: CTRL_BREAK, then ``taskkill /T /F``). On POSIX the wait is for the whole process group,
+not only the launcher, so the real Python is never killed while it writes its checkpoint.
+
+Every child opens no console window on Windows (``windowless()``, used by every subprocess call of
+the Slicer side).
 """
 
 from __future__ import annotations
@@ -18,7 +30,6 @@ import importlib.util
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -28,11 +39,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from autoseg.training.stop_request import (
+    clear_stop_request,
+    stop_request_path,
+    write_stop_request,
+)
+from AutoSegCoreLib.process_tree import POLL_S, cancel_tree, new_group_kwargs
+
 EventKind = Literal["json", "text", "stderr", "exit"]
-IS_WINDOWS = sys.platform == "win32"
 # How long the exit event waits for the readers after the process ended: a grandchild that
 # inherited the pipes and outlives its parent must not hold the exit event back for ever.
 _READER_GRACE_S = 2.0
+# After a stop request timed out: how long SIGTERM/CTRL_BREAK may take before the tree is killed.
+SIGNAL_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,8 +155,10 @@ class EngineProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        stop_folder: str | os.PathLike[str] | None = None,
     ) -> None:
         self.command = [os.fspath(c) for c in command]
+        self.stop_folder = None if stop_folder is None else Path(stop_folder)
         self._events: queue.Queue[ProcessEvent] = queue.Queue()
         self._exit_seen = False
         self._popen = subprocess.Popen(  # an argument list, never a shell
@@ -151,7 +172,7 @@ class EngineProcess:
             encoding="utf-8",
             errors="replace",
             bufsize=1,
-            **_new_group_kwargs(),
+            **new_group_kwargs(),
         )
         self._readers = [
             _start_thread(self._read, self._popen.stdout, False),
@@ -167,10 +188,16 @@ class EngineProcess:
         *,
         env_overrides: Mapping[str, str | None] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        stop_folder: str | os.PathLike[str] | None = None,
     ) -> EngineProcess:
-        """Start ``python -m autoseg *args`` with ``os.environ`` plus ``env_overrides``."""
+        """Start ``python -m autoseg *args`` with ``os.environ`` plus ``env_overrides``.
+
+        ``stop_folder``: for ``autoseg train`` of one fold, its fold folder: ``cancel()`` then
+        asks the engine to stop there before it sends signals.
+        """
         env = engine_environment(env_overrides)
-        return cls(engine_command(python_executable, args), env=env, cwd=cwd)
+        command = engine_command(python_executable, args)
+        return cls(command, env=env, cwd=cwd, stop_folder=stop_folder)
 
     @property
     def pid(self) -> int:
@@ -224,19 +251,57 @@ class EngineProcess:
             self._exit_seen = event.kind == "exit"
         return events
 
+    def request_stop(self) -> bool:
+        """Ask the engine to stop through its stop-request file; never blocks.
+
+        False when this process has no ``stop_folder``, has ended, or the folder does not exist
+        yet (the engine creates it; ``cancel`` keeps asking until then). The engine acknowledges
+        with a ``stopping`` event in its events.jsonl.
+        """
+        if self.stop_folder is None or not self.is_running or not self.stop_folder.is_dir():
+            return False
+        with contextlib.suppress(OSError):  # e.g. the drive went away: the signals still work
+            write_stop_request(self.stop_folder, f"AutoSeg (pid {os.getpid()})")
+            return True
+        return False
+
     def cancel(self, timeout: float = 5.0) -> int | None:
         """End the whole process tree; returns the child's return code.
 
-        POSIX: SIGTERM to the process group (training then saves its latest checkpoint), then
-        SIGKILL to the group after ``timeout`` seconds, or at once when the child has ended, so
-        that no grandchild (data-loader worker) survives. Windows: CTRL_BREAK to the group, then
-        ``taskkill /T /F`` on the tree after ``timeout``. Safe to call when already ended.
+        With a ``stop_folder`` the engine is first asked to stop (see the module docstring) and
+        given ``timeout`` seconds to save and exit; signals follow only if it did not, with
+        ``SIGNAL_GRACE_S`` (at most ``timeout``) before the tree is killed. Without one, signals
+        come at once and the kill after ``timeout``. Safe to call when already ended.
         """
-        if IS_WINDOWS:
-            _cancel_windows(self._popen, timeout)
-        else:
-            _cancel_posix(self._popen, timeout)
-        return self.wait(timeout)
+        grace = timeout
+        if self.stop_folder is not None and self.is_running:
+            stopped = self._stop_cooperatively(timeout)
+            grace = 0.0 if stopped else min(timeout, SIGNAL_GRACE_S)
+        cancel_tree(self._popen, grace)
+        code = self.wait(max(timeout, 1.0))
+        if self.stop_folder is not None and code is not None:
+            # a request re-written after the engine honoured it must not wait for the next run
+            with contextlib.suppress(OSError):
+                clear_stop_request(self.stop_folder)
+        return code
+
+    def _stop_cooperatively(self, timeout: float) -> bool:
+        """Ask, and keep asking while waiting: the engine deletes a request that it finds when it
+        starts (one left from an earlier run must not stop it), which may be this one.
+
+        True once the child has ended: a launcher ends only after the engine it started, so
+        what is left of the group then are strays that ``cancel_tree`` kills at once.
+        """
+        assert self.stop_folder is not None
+        request = stop_request_path(self.stop_folder)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._popen.poll() is not None:
+                return True
+            if not request.exists():
+                self.request_stop()
+            time.sleep(POLL_S)
+        return self._popen.poll() is not None
 
     def _read(self, stream: IO[str], is_stderr: bool) -> None:
         with contextlib.suppress(ValueError, OSError), stream:  # closed under us: stop reading
@@ -284,43 +349,17 @@ def follow_jsonl(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[di
     return events, start + end + 1
 
 
-def _new_group_kwargs() -> dict[str, Any]:
-    """Popen arguments that put the child at the head of its own process group."""
-    if IS_WINDOWS:
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-        return {"creationflags": flags}
-    return {"start_new_session": True}
+def failure_message(events: Sequence[ProcessEvent]) -> str | None:
+    """The message of the engine's last ``{"event": "error"}`` line (``--progress json``), e.g.
+    out of memory with its fix: more telling than an exit code, which the launcher may change."""
+    for event in reversed(events):
+        if event.kind == "json" and event.payload.get("event") == "error":
+            message = event.payload.get("message")
+            return str(message) if message else None
+    return None
 
 
 def _start_thread(target: Any, *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()
     return thread
-
-
-def _cancel_posix(popen: subprocess.Popen[str], timeout: float) -> None:
-    # The child is its session's leader, so its pid is the group id. Sending to the group also
-    # reaches grandchildren; after the leader exits, the SIGKILL clears any that linger.
-    _signal_group(popen.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        popen.wait(timeout)
-    _signal_group(popen.pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _cancel_windows(popen: subprocess.Popen[str], timeout: float) -> None:
-    if popen.poll() is None:
-        with contextlib.suppress(OSError, ValueError):
-            popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(timeout)
-    subprocess.run(  # a finished tree only makes it fail
-        ["taskkill", "/T", "/F", "/PID", str(popen.pid)],
-        capture_output=True,
-        check=False,
-        **_new_group_kwargs(),
-    )

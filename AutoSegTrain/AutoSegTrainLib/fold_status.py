@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
+from autoseg.training.fold_lock import holder_gone, read_lock
 from autoseg.training.job import TRAINER_NAME, model_folder_name
 from autoseg.training.run_log import EVENTS_FILE
 from AutoSegCoreLib.process_runner import follow_jsonl
@@ -36,9 +37,18 @@ VALIDATION_SUMMARY = "summary.json"
 RECENT_EPOCHS = 10
 
 FoldState = Literal["not started", "interrupted", "done"]
+# "stopping": a stop request was seen, the run finishes its iteration and saves its checkpoint.
 Phase = Literal[
-    "not started", "starting", "training", "validating", "finished", "interrupted", "error"
+    "not started",
+    "starting",
+    "training",
+    "validating",
+    "stopping",
+    "finished",
+    "interrupted",
+    "error",
 ]
+STOPPING_MESSAGE = "saving checkpoint"
 
 
 def _number(value: Any) -> float | None:
@@ -170,6 +180,22 @@ def _on_error(progress: FoldProgress, event: Mapping[str, Any]) -> FoldProgress:
     return replace(progress, phase="error", message=str(event.get("message", "")))
 
 
+def _on_stopping(progress: FoldProgress, event: Mapping[str, Any]) -> FoldProgress:
+    return replace(progress, phase="stopping", message=STOPPING_MESSAGE)
+
+
+def _on_stopped(progress: FoldProgress, event: Mapping[str, Any]) -> FoldProgress:
+    """A stop honoured by the engine: resumable from the epoch it names (or only unvalidated)."""
+    next_epoch = event.get("next_epoch")
+    if event.get("phase") == "validation":
+        message = "stopped during the final validation"
+    elif event.get("checkpoint") and isinstance(next_epoch, int):
+        message = f"stopped, resumes at epoch {next_epoch}"
+    else:
+        message = "stopped"
+    return replace(progress, phase="interrupted", message=message)
+
+
 _HANDLERS = {
     "start": _on_start,
     "epoch": _on_epoch,
@@ -177,6 +203,8 @@ _HANDLERS = {
     "validation": _on_validation,
     "end": _on_end,
     "error": _on_error,
+    "stopping": _on_stopping,
+    "stopped": _on_stopped,
 }
 
 
@@ -204,12 +232,15 @@ class FoldStatus:
     checkpoint but no final: ``train ... --c`` resumes it) or ``"not started"``. ``validated``:
     the final validation finished (``validation/summary.json``), which find_best_configuration
     and the cascade's next stage need; a done fold without it is re-validated with ``--val``.
+    ``locked_by``: who trains the fold right now (its lock: pid, host, start, command), e.g. a
+    run left over from before a Slicer restart; None when no live run holds it.
     """
 
     fold_dir: Path
     state: FoldState
     validated: bool
     progress: FoldProgress
+    locked_by: str | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -278,4 +309,10 @@ def fold_status(
     )
     progress, _ = read_fold_progress(folder)
     validated = (folder / VALIDATION_FOLDER / VALIDATION_SUMMARY).is_file()
-    return FoldStatus(folder, fold_state(folder), validated, progress)
+    return FoldStatus(folder, fold_state(folder), validated, progress, fold_locked_by(folder))
+
+
+def fold_locked_by(folder: Path) -> str | None:
+    """Who holds the fold's lock (one line), or None when it is free or its holder is gone."""
+    holder = read_lock(folder)
+    return None if holder is None or holder_gone(holder) else holder.describe()

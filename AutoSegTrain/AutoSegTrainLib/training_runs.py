@@ -2,10 +2,17 @@
 
 Why non-blocking: the Train module calls ``TrainingRun.tick()`` from a QTimer on Slicer's main
 thread, so a tick only starts processes whose dependencies are done, drains their event queues
-and reads the new lines of each running fold's ``events.jsonl``; it never waits. Cancelling
-sends SIGTERM to each process group from a helper thread (training then writes
-``checkpoint_latest.pth``, which takes a while) and SIGKILL after the timeout, so no data-loader
-worker survives. Qt-free and torch-free: plain pytest runs it with real child processes.
+and reads the new lines of each running fold's ``events.jsonl``; it never waits.
+
+Cancelling asks each training to stop through its fold's stop-request file (from a helper thread,
+see ``EngineProcess.cancel``): the engine acknowledges at once (the step shows "stopping, saving
+checkpoint"), finishes its iteration, writes ``checkpoint_latest.pth`` and exits 0. This works
+through PythonSlicer, which forwards no signals, and on Windows. Only a run that has not ended
+after ``CANCEL_TIMEOUT_S`` gets signals and then is killed with its process group, so no
+data-loader worker survives. A training stopped from elsewhere (another Slicer, a user's
+``STOP_REQUEST``) ends the run as cancelled, not as done. A failure shows the engine's own error
+(e.g. out of memory, with its fix) rather than an exit code the launcher may have changed.
+Qt-free and torch-free: plain pytest runs it with real child processes.
 
 ``TrainingRequest``, ``EngineStep`` and ``plan_steps`` (what to run) live in ``training_plan``
 and are re-exported here.
@@ -23,6 +30,7 @@ from typing import Any, Literal
 
 from autoseg.training.run_log import EVENTS_FILE
 from AutoSegCoreLib.process_runner import (
+    SIGNAL_GRACE_S,
     EngineProcess,
     engine_command,
     engine_environment,
@@ -58,8 +66,9 @@ StepState = Literal["waiting", "running", "done", "failed", "cancelled"]
 CommandBuilder = Callable[[str, Sequence[str]], list[str]]
 # Lines kept per step: enough for a traceback's end and the engine's one-line error.
 TAIL_LINES = 20
-# How long a training gets after SIGTERM to write checkpoint_latest.pth before SIGKILL.
-CANCEL_TIMEOUT_S = 30.0
+# How long a training gets after a stop request to finish its iteration (minutes on a CPU for
+# a large patch), write checkpoint_latest.pth and exit before signals and the kill follow.
+CANCEL_TIMEOUT_S = 120.0
 _ENDED = frozenset({"done", "failed", "cancelled"})
 
 
@@ -145,6 +154,7 @@ class _Slot:
     plan_progress: PlanProgress | None = None
     returncode: int | None = None
     stop_requested: bool = False
+    error_message: str | None = None  # the engine's last JSON ``error`` event on stdout
 
     def snapshot(self) -> StepSnapshot:
         return StepSnapshot(
@@ -224,15 +234,17 @@ class TrainingRun:
         return self.snapshot()
 
     def cancel(self, timeout: float = CANCEL_TIMEOUT_S, *, block: bool = False) -> None:
-        """Stop the run: waiting steps are cancelled and running ones get SIGTERM, then SIGKILL
-        after ``timeout`` s (from helper threads, so the call returns at once). Later ticks
+        """Stop the run: waiting steps are cancelled; running trainings are asked to stop (they
+        save and exit), other steps and trainings still running after ``timeout`` s get
+        signals, then the kill (from helper threads, so the call returns at once). Later ticks
         report them ``"cancelled"`` when they have exited; ``block=True`` ticks until then
         (scripts, tests, module clean-up)."""
         self._cancelled = True
         self._stop_all(timeout)
         self._cancel_waiting()
         if block:
-            deadline = time.monotonic() + timeout + 10.0  # SIGKILL, then the readers' grace
+            # the request, the signals' grace, then the readers' grace
+            deadline = time.monotonic() + timeout + min(timeout, SIGNAL_GRACE_S) + 10.0
             while not self.is_finished and time.monotonic() < deadline:
                 self.tick()
                 time.sleep(0.05)
@@ -259,7 +271,8 @@ class TrainingRun:
         if finished:
             return f"Finished: {done} steps done" if steps else "Nothing to do: all done"
         if self._stopping:
-            return "Stopping: waiting for the running steps to save and exit"
+            running = [step.text() for step in steps if step.state == "running"]
+            return "Stopping: " + ("; ".join(running) or "waiting for the steps to exit")
         running = [step.text() for step in steps if step.state == "running"]
         return f"Step {done + 1} of {len(steps)}: " + "; ".join(running or ["starting"])
 
@@ -284,7 +297,8 @@ class TrainingRun:
             if slot.step.fold_dir is not None:
                 progress, slot.offset = read_fold_progress(slot.step.fold_dir)
                 slot.progress = replace(progress, phase="starting", message=None)
-            slot.process = EngineProcess(command, env=engine_environment(overrides))
+            env = engine_environment(overrides)
+            slot.process = EngineProcess(command, env=env, stop_folder=slot.step.fold_dir)
         except OSError as error:
             slot.stderr.append(f"cannot start {command[0]}: {error}")
             self._finish(slot, None)
@@ -316,6 +330,8 @@ class TrainingRun:
 
     @staticmethod
     def _on_json(slot: _Slot, payload: dict[str, Any]) -> None:
+        if payload.get("event") == "error" and payload.get("message"):
+            slot.error_message = str(payload["message"])
         if payload.get("event") == "progress":
             try:
                 done, total = int(payload["done"]), int(payload["total"])
@@ -338,19 +354,24 @@ class TrainingRun:
         if slot.gpu is not None:
             self._free_gpus.append(slot.gpu)
             self._free_gpus.sort()
-        if code == 0:
+        phase = slot.progress.phase if slot.progress is not None else None
+        # A cooperative stop exits 0 too: only a step that was not stopped is done.
+        stopped = phase == "interrupted" or (slot.stop_requested and phase != "finished")
+        if code == 0 and not stopped:
             slot.state = "done"
-            if slot.progress is not None and slot.progress.phase != "finished":
+            if slot.progress is not None and phase != "finished":
                 # e.g. a --val step: validation writes no events, yet the fold is finished now
                 slot.progress = replace(slot.progress, phase="finished")
         elif slot.stop_requested:
             slot.state = "cancelled"
+        elif code == 0:  # stopped from elsewhere (a user's STOP_REQUEST, another Slicer)
+            slot.state = "cancelled"
+            self._cancelled = True
+            self._stop_all(CANCEL_TIMEOUT_S)
         else:
             slot.state = "failed"
             if self._failed_message is None:
-                tail = "\n".join(slot.stderr or slot.output) or "(no output)"
-                how = "could not start" if code is None else f"failed (exit code {code})"
-                self._failed_message = f"{slot.step.label} {how}:\n{tail}"
+                self._failed_message = _failure(slot, code)
             self._stop_all(CANCEL_TIMEOUT_S)
 
     def _stop_all(self, timeout: float) -> None:
@@ -364,6 +385,20 @@ class TrainingRun:
         for slot in self._slots:
             if slot.state == "waiting":
                 slot.state = "cancelled"
+
+
+def _failure(slot: _Slot, code: int | None) -> str:
+    """What the module shows for a failed step: the engine's own error first (e.g. out of memory
+    and its fix), then its last output lines; the exit code only when the engine said nothing."""
+    tail = "\n".join(slot.stderr or slot.output) or "(no output)"
+    progress = slot.progress
+    engine = slot.error_message
+    if engine is None and progress is not None and progress.phase == "error":
+        engine = progress.message or None
+    if engine is not None:
+        return f"{slot.step.label} failed: {engine}\n{tail}"
+    how = "could not start" if code is None else f"failed (exit code {code})"
+    return f"{slot.step.label} {how}:\n{tail}"
 
 
 def _cancel_in_background(process: EngineProcess, timeout: float) -> None:

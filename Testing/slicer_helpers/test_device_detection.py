@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from AutoSegCoreLib import device_detection, process_tree
 from AutoSegCoreLib.device_detection import (
     DeviceInfo,
     detect_devices,
@@ -118,3 +120,21 @@ def test_detection_in_the_background_returns_a_future_with_the_answer(tmp_path: 
     assert not future.done()  # the caller (the module's timer) is not kept waiting
     info = future.result(timeout=30)
     assert info.cuda_names == ("H200",)
+
+
+def test_probes_open_no_console_window_on_windows(monkeypatch) -> None:
+    """Every probe (torch, nvidia-smi) passes CREATE_NO_WINDOW when Slicer runs on Windows."""
+    calls: list[dict] = []
+
+    def fake_run(command, **kwargs):
+        calls.append(kwargs)
+        return subprocess.CompletedProcess(command, 1, stdout="", stderr="")
+
+    monkeypatch.setattr(process_tree, "IS_WINDOWS", True)
+    monkeypatch.setattr(device_detection.subprocess, "run", fake_run)
+    detect_devices("python.exe", nvidia_smi="nvidia-smi.exe", timeout=1)
+    assert len(calls) == 2  # the torch probe, then nvidia-smi (torch saw no GPU)
+    assert all(call["creationflags"] == process_tree.CREATE_NO_WINDOW for call in calls)
+    monkeypatch.setattr(process_tree, "IS_WINDOWS", False)
+    query_nvidia_smi("nvidia-smi")
+    assert "creationflags" not in calls[-1]

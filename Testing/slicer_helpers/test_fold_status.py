@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,44 @@ def test_eta_needs_an_epoch_and_a_plan() -> None:
     assert fs.FoldProgress(recent_epoch_times=(1.0,)).eta_seconds is None
     assert fs.FoldProgress().fraction == 0.0
     assert fs.format_duration(3725.4) == "1:02:05"
+
+
+@pytest.mark.parametrize(
+    ("last", "text"),
+    [
+        ({"event": "stopping", "reason": "stop request"}, "stopping, epoch 1/5, saving checkpoint"),
+        (
+            {"event": "stopped", "phase": "training", "next_epoch": 1, "checkpoint": "c.pth"},
+            "interrupted, epoch 1/5, stopped, resumes at epoch 1",
+        ),
+        (
+            {"event": "stopped", "phase": "training", "next_epoch": 1, "checkpoint": None},
+            "interrupted, epoch 1/5, stopped",
+        ),
+        (
+            {"event": "stopped", "phase": "validation", "next_epoch": 5, "checkpoint": "f.pth"},
+            "interrupted, epoch 1/5, stopped during the final validation",
+        ),
+    ],
+)
+def test_a_stop_shows_while_it_saves_and_after(last: dict, text: str) -> None:
+    progress = fs.fold_progress([{"event": "start", "epochs": 5}, _epoch(0, ema=None), last])
+    assert progress.text() == text
+    resumed = fs.update_progress(progress, {"event": "start", "epochs": 5, "resumed_from_epoch": 1})
+    assert (resumed.phase, resumed.message) == ("training", None)
+
+
+def test_the_status_names_a_live_run_that_holds_the_fold(tmp_path: Path) -> None:
+    folder = _fold(tmp_path)
+    assert fs.fold_status(tmp_path, DATASET, "3d_fullres", 0).locked_by is None
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = {"pid": other.pid, "host": socket.gethostname(), "started": 0.0, "command": "run"}
+        (folder / "training.lock").write_text(json.dumps(holder))
+        locked_by = fs.fold_status(tmp_path, DATASET, "3d_fullres", 0).locked_by
+        assert locked_by is not None
+        assert locked_by.startswith(f"pid {other.pid} on {socket.gethostname()}")
+    finally:
+        other.kill()
+        other.wait()
+    assert fs.fold_status(tmp_path, DATASET, "3d_fullres", 0).locked_by is None  # gone: stale

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import autoseg
+from autoseg.training.stop_request import STOP_REQUEST_FILE
+from AutoSegCoreLib import process_runner, process_tree
 from AutoSegCoreLib.process_runner import (
     EngineProcess,
     ProcessEvent,
@@ -21,6 +23,7 @@ from AutoSegCoreLib.process_runner import (
     engine_command,
     engine_environment,
     engine_search_path,
+    failure_message,
     follow_jsonl,
     parse_stdout_line,
 )
@@ -234,3 +237,111 @@ def test_the_child_finds_the_engine_this_process_would_import(tmp_path: Path) ->
         check=True,
     )
     assert Path(result.stdout.strip()) == Path(folder)
+
+
+# ---------------------------------------------------------------- cooperative stop
+
+# Behaves like the engine towards the stop-request file: drops a leftover one when it starts
+# (after ``START_DELAY`` s), then polls it and, when asked, "saves" and exits 0.
+STOPPABLE = """
+    import os, sys, time
+    folder, delay, obey = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "obey"
+    request = os.path.join(folder, "STOP_REQUEST")
+    time.sleep(delay)
+    if os.path.exists(request):
+        os.remove(request)
+    print("started", flush=True)
+    while True:
+        if obey and os.path.exists(request):
+            open(os.path.join(folder, "checkpoint_latest.pth"), "w").close()
+            os.remove(request)
+            sys.exit(0)
+        time.sleep(0.02)
+"""
+
+
+def _stoppable(folder: Path, delay: float = 0.0, obey: bool = True) -> EngineProcess:
+    command = [*_python(STOPPABLE), str(folder), str(delay), "obey" if obey else "ignore"]
+    return EngineProcess(command, stop_folder=folder)
+
+
+def test_cancel_asks_through_the_stop_request_file_first(tmp_path: Path) -> None:
+    process = _stoppable(tmp_path)
+    seen: list[ProcessEvent] = []
+    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
+    assert process.cancel(timeout=30) == 0  # it saved and exited by itself
+    assert (tmp_path / "checkpoint_latest.pth").is_file()
+    assert not (tmp_path / STOP_REQUEST_FILE).exists()  # no request is left for the next run
+
+
+def test_a_request_the_engine_drops_at_its_start_is_asked_again(tmp_path: Path) -> None:
+    process = _stoppable(tmp_path, delay=0.5)
+    assert process.request_stop()  # before the engine started: it deletes this one
+    assert (tmp_path / STOP_REQUEST_FILE).is_file()
+    assert process.cancel(timeout=30) == 0
+    assert (tmp_path / "checkpoint_latest.pth").is_file()
+
+
+def test_a_request_needs_an_existing_folder_and_a_running_process(tmp_path: Path) -> None:
+    missing = tmp_path / "fold_0"
+    process = _stoppable(missing, delay=30)
+    assert not process.request_stop()  # the engine makes its folder; nothing is created for it
+    assert not missing.exists()
+    process.cancel(timeout=0.2)
+    assert not process.request_stop()
+    assert not EngineProcess(_python("pass")).request_stop()  # no stop folder
+
+
+@posix_only
+def test_signals_follow_when_the_request_is_not_honoured(tmp_path: Path) -> None:
+    process = _stoppable(tmp_path, obey=False)
+    seen: list[ProcessEvent] = []
+    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
+    assert process.cancel(timeout=0.5) == -signal.SIGTERM
+    assert not (tmp_path / "checkpoint_latest.pth").exists()
+    assert not (tmp_path / STOP_REQUEST_FILE).exists()
+
+
+def test_the_engines_error_event_tells_why_it_failed() -> None:
+    events = [
+        ProcessEvent("json", {"event": "progress", "done": 1, "total": 2}),
+        ProcessEvent("json", {"event": "error", "kind": "out_of_memory", "message": "ran out"}),
+        ProcessEvent("stderr", "autoseg predict: error: ran out"),
+        ProcessEvent("exit", 1),
+    ]
+    assert failure_message(events) == "ran out"
+    assert failure_message(events[:1]) is None
+
+
+# ---------------------------------------------------------------- Windows flags
+
+
+def test_children_open_no_console_window_on_windows(monkeypatch) -> None:
+    monkeypatch.setattr(process_tree, "IS_WINDOWS", True)
+    assert process_tree.windowless() == {"creationflags": process_tree.CREATE_NO_WINDOW}
+    started: list[dict] = []
+
+    def fake_popen(command, **kwargs):
+        started.append(kwargs)
+        raise OSError("not really started")
+
+    monkeypatch.setattr(process_runner.subprocess, "Popen", fake_popen)
+    with pytest.raises(OSError, match="not really"):
+        EngineProcess(["PythonSlicer.exe", "-m", "autoseg", "--version"])
+    flags = process_tree.CREATE_NO_WINDOW | process_tree.CREATE_NEW_PROCESS_GROUP
+    assert started[0]["creationflags"] == flags
+    assert "start_new_session" not in started[0]
+    ran: list[dict] = []
+
+    class Ended:
+        pid = 4242
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(process_tree.subprocess, "run", lambda cmd, **kw: ran.append(kw))
+    process_tree.cancel_tree(Ended(), 0.0)  # taskkill of the tree: windowless too
+    assert ran[0]["creationflags"] == process_tree.CREATE_NO_WINDOW
+    monkeypatch.setattr(process_tree, "IS_WINDOWS", False)
+    assert process_tree.windowless() == {}
+    assert process_tree.new_group_kwargs() == {"start_new_session": True}

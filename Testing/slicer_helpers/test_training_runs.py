@@ -57,6 +57,19 @@ FAKE_ENGINE = textwrap.dedent(
             touch("checkpoint_latest.pth")
             sys.exit(130)
         signal.signal(signal.SIGTERM, stop)
+        request = os.path.join(folder, "STOP_REQUEST")
+        if os.path.exists(request):  # the engine drops a request left from an earlier run
+            os.remove(request)
+        def wait(seconds):  # like the engine: a stop request ends the run after "saving"
+            deadline = time.time() + seconds
+            while time.time() < deadline:
+                if os.environ.get("FAKE_OBEYS", "1") == "1" and os.path.exists(request):
+                    touch("checkpoint_latest.pth")
+                    if os.path.isfile(os.path.join(folder, "events.jsonl")):
+                        event(event="stopped", reason="stop request", phase="training",
+                              next_epoch=0, checkpoint="checkpoint_latest.pth")
+                    sys.exit(0)
+                time.sleep(0.02)
         if os.environ.get("FAKE_FAIL") == cfg + " " + fold:
             print("Traceback (most recent call last):", file=sys.stderr)
             print("RuntimeError: boom in " + fold, file=sys.stderr)
@@ -65,7 +78,7 @@ FAKE_ENGINE = textwrap.dedent(
             event(event="start", epochs=2, resumed_from_epoch=None)
             os.remove(os.path.join(folder, "events.jsonl"))
             os.mkdir(os.path.join(folder, "events.jsonl"))
-            time.sleep(60)
+            wait(60)
         if os.environ.get("FAKE_HANG"):
             grandchild = subprocess.Popen(
                 [sys.executable, "-c",
@@ -73,10 +86,10 @@ FAKE_ENGINE = textwrap.dedent(
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             with open(os.environ["FAKE_HANG"], "w") as f:
                 f.write(str(grandchild.pid))
-            time.sleep(60)
+            wait(60)
         event(event="start", epochs=2, resumed_from_epoch=None)
         for k in range(2):
-            time.sleep(float(os.environ.get("FAKE_EPOCH_S", "0.05")))
+            wait(float(os.environ.get("FAKE_EPOCH_S", "0.05")))
             event(event="epoch", epoch=k, epochs=2, train_loss=-k, val_loss=-k, epoch_time=1.5,
                   pseudo_dice=[0.5, 0.7], mean_fg_dice=0.6, ema_fg_dice=0.1 * (k + 1))
             print("Epoch " + str(k))
@@ -290,10 +303,16 @@ def _alive(pid: int) -> bool:
 
 
 @posix_only
-def test_cancel_ends_child_and_grandchild_and_leaves_a_resumable_fold(tmp_path: Path, fake) -> None:
+@pytest.mark.parametrize(("obeys", "code"), [("1", 0), ("0", 130)])
+def test_cancel_ends_child_and_grandchild_and_leaves_a_resumable_fold(
+    tmp_path: Path, fake, obeys: str, code: int
+) -> None:
+    """The training is asked to stop through its STOP_REQUEST file (it saves and exits 0); one
+    that does not answer gets SIGTERM (it saves and exits 130). Either way the whole process
+    group ends, also a grandchild that ignores SIGTERM."""
     pid_file = tmp_path / "grandchild.pid"
     steps = plan_steps(_request(), tmp_path / "res", tmp_path / "pre")
-    run = fake(steps, FAKE_HANG=str(pid_file))
+    run = fake(steps, FAKE_HANG=str(pid_file), FAKE_OBEYS=obeys)
     deadline = time.monotonic() + 10
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline
@@ -304,21 +323,74 @@ def test_cancel_ends_child_and_grandchild_and_leaves_a_resumable_fold(tmp_path: 
     started = time.monotonic()
     run.cancel(timeout=1.0)
     assert time.monotonic() - started < 0.5  # the call itself never waits
-    assert run.tick().status.startswith("Stopping")
+    assert run.tick().status.startswith("Stopping: Train 3d_fullres fold 0")
     run.cancel(timeout=1.0, block=True)
     final = run.snapshot()
     assert final.finished
     assert run.cancelled
     assert run.failed_message is None
     assert [s.state for s in final.steps] == ["done", "cancelled", "cancelled", "cancelled"]
-    assert final.steps[1].returncode == 130  # SIGTERM: the child saved and exited itself
+    assert final.steps[1].returncode == code  # the child saved and exited itself
     assert final.status == "Cancelled (1 of 4 steps done)"
     deadline = time.monotonic() + 3
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(grandchild)  # SIGKILL to the group ended it
+    fold = tmp_path / "res" / DATASET / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
+    assert not (fold / "STOP_REQUEST").exists()  # no request is left for the next run
     assert fold_status(tmp_path / "res", DATASET, "3d_fullres", 0).state == "interrupted"
     assert "--c" in plan_steps(_request(), tmp_path / "res", tmp_path / "pre")[1].args
+
+
+def test_a_training_stopped_from_elsewhere_ends_the_run_as_cancelled(tmp_path: Path, fake):
+    steps = plan_steps(_request(), tmp_path / "res", tmp_path / "pre")
+    run = fake(steps, FAKE_EPOCH_S="30")
+    fold = tmp_path / "res" / DATASET / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
+    deadline = time.monotonic() + 20
+    while not (fold / "events.jsonl").is_file():
+        assert time.monotonic() < deadline
+        run.tick()
+        time.sleep(0.02)
+    (fold / "STOP_REQUEST").write_text("{}")  # e.g. a user, or a Slicer session after a restart
+    final = _run(run)[-1]
+    assert [s.state for s in final.steps] == ["done", "cancelled", "cancelled", "cancelled"]
+    assert final.steps[1].returncode == 0
+    assert final.steps[1].fold_progress.phase == "interrupted"
+    assert final.steps[1].fold_progress.message == "stopped, resumes at epoch 0"
+    assert run.failed_message is None
+    assert final.status.startswith("Cancelled")
+
+
+def test_the_engines_own_error_is_the_failure_message(tmp_path: Path) -> None:
+    """An out-of-memory error event says more than the exit code (which a launcher changes)."""
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    script = tmp_path / "oom.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            with open({str(fold / "events.jsonl")!r}, "a") as f:
+                f.write(json.dumps({{"event": "start", "epochs": 5}}) + "\\n")
+                f.write(json.dumps({{"event": "error", "kind": "out_of_memory",
+                                    "message": "Training ran out of GPU memory. Fix: ..."}}) + "\\n")
+            print("error: [PythonSlicer] exit abnormally - Report the problem.", file=sys.stderr)
+            sys.exit(1)
+            """
+        ),
+        encoding="utf-8",
+    )
+    step = EngineStep(
+        "train", "Train 3d_fullres fold 0", ("train",), fold=("3d_fullres", 0), fold_dir=fold
+    )
+    run = TrainingRun(
+        [step], python=sys.executable, command_builder=lambda python, args: [python, str(script)]
+    )
+    _run(run)
+    assert run.failed_message.startswith(
+        "Train 3d_fullres fold 0 failed: Training ran out of GPU memory. Fix: ..."
+    )
+    assert run.snapshot().status.startswith("Failed: Train 3d_fullres fold 0 failed: Training ran")
 
 
 def test_nothing_to_do_finishes_at_once() -> None:
