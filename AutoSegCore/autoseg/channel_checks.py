@@ -58,8 +58,13 @@ def channel_problems(
         fitting = count - (total - expected)  # what this file would need to hold
         fix = (
             f"{where.name} holds {count} channels (colour components, RGB 3, RGBA 4, or the "
-            "volumes of a 4D image): name each in channel_names (e.g. R, G, B), or save the "
-            + (f"image with {fitting} (without alpha, or grey)." if fitting > 0 else "case again.")
+            "volumes of a 4D image): name each in the training dataset's channel_names (e.g. "
+            "R, G, B), or save "
+            + (
+                f"the image with {fitting} (without alpha, or grey)."
+                if fitting > 0
+                else "it again."
+            )
         )
     else:
         where = components[0][0]

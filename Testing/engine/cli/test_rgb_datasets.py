@@ -137,4 +137,4 @@ def test_one_channel_name_for_an_rgb_file_names_the_components(
     assert code == 1
     assert len(errors) == 3  # one line per case
     assert "photo0_0000.png holds 3 channels" in errors[0]
-    assert "name each in channel_names (e.g. R, G, B)" in errors[0]
+    assert "name each in the training dataset's channel_names (e.g. R, G, B)" in errors[0]

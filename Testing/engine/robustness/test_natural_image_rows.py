@@ -75,12 +75,22 @@ def palette_png_label(ws: Workspace) -> Path:
     return path
 
 
+def colour_predict_input_for_grey_model(ws: Workspace) -> Path:
+    """The session's model has one grey channel; a 3-component input supplies three."""
+    colour = np.random.default_rng(3).normal(0.0, 100.0, (10, 20, 20, 3)).astype(np.float32)
+    ws.predict_dir.mkdir(parents=True, exist_ok=True)
+    path = ws.predict_dir / "in_000_0000.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(colour, isVector=True), str(path))
+    return path
+
+
 TABLE = [
     BadInput(
         "rgba-for-rgb-channel-names", rgba_file_for_rgb_channel_names, RAW, case_id="case_001"
     ),
     BadInput("rgb-for-one-channel-name", rgb_file_for_one_channel_name, RAW, case_id="case_001"),
     BadInput("palette-png-label", palette_png_label, RAW, case_id="case_001"),
+    BadInput("colour-input-for-grey-model", colour_predict_input_for_grey_model, ("predict",)),
     BadInput(
         "16-bit-png-for-rgb_to_0_1", sixteen_bit_png_for_rgb_normalization, RAW, case_id="case_001"
     ),
@@ -95,7 +105,7 @@ def test_bad_natural_image_is_refused_naming_the_file(
     outcome = refuse(workspace, capsys, command, bad)
     naming = [line for line in outcome.lines_naming(bad) if not line.startswith("WARNING")]
     assert len(naming) == 1, outcome.text  # one clear line for the one broken file
-    if command == "plan_and_preprocess":
+    if command == "plan_and_preprocess" and row.case_id:
         assert_case_not_stored(workspace, "case_001")
 
 
