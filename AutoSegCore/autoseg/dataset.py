@@ -11,7 +11,6 @@ round instead of one error per run.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -147,8 +146,10 @@ def _parse_override(data: Mapping[str, Any], where: str) -> tuple[str | None, li
 
 
 def _expand(text: str, env: Mapping[str, str] | None) -> str:
-    """``$VAR``/``${VAR}`` from ``env``, by default the process's (as nnU-Net); unknown ones stay."""
-    env = os.environ if env is None else env
+    """``$VAR``/``${VAR}`` from ``env`` (the CLI passes the process's, as nnU-Net expands them);
+    unknown ones stay."""
+    if not env:
+        return text
     return _ENV_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
@@ -201,7 +202,8 @@ def parse_dataset_json(
         data: the parsed JSON.
         dataset_dir: folder that relative paths under the ``dataset`` key refer to.
         location: file name used in problem reports.
-        env: variables for ``$VAR`` in listed paths; None: this process's environment.
+        env: variables for ``$VAR`` in listed paths (the caller passes them; nothing reads
+            ``os.environ`` here).
 
     Returns:
         The spec (None when any error was found) and all problems.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autoseg.case_checks import CaseRules, dataset_is_2d
@@ -34,17 +34,22 @@ from autoseg.progress import ProgressCallback, no_progress
 
 @dataclass(frozen=True)
 class DatasetFolders:
-    """Where one dataset's raw data and preprocessed data live."""
+    """Where one dataset's raw data and preprocessed data live, and the variables that ``$VAR`` in
+    paths listed under dataset.json's ``dataset`` key expand to (the CLI passes its environment,
+    so every stage finds the files that verify found)."""
 
     name: str
     raw: Path
     preprocessed: Path
+    env: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def resolve(cls, identifier: str | int, roots: DataRoots) -> DatasetFolders:
+    def resolve(
+        cls, identifier: str | int, roots: DataRoots, env: Mapping[str, str] | None = None
+    ) -> DatasetFolders:
         """Find a dataset by id (``4``, ``004``) or name and build its folders from the roots."""
         name = resolve_dataset_name(identifier, roots)
-        return cls(name, roots.require_raw() / name, roots.require_preprocessed() / name)
+        return cls(name, roots.require_raw() / name, roots.require_preprocessed() / name, env)
 
     def plans_file(self, plans_name: str) -> Path:
         return self.preprocessed / f"{plans_name}.json"
@@ -84,7 +89,7 @@ def fingerprint_dataset(
 ) -> DatasetFingerprint:
     """Load the dataset's fingerprint, computing and saving it first when absent, computed from
     an older version of the dataset, or ``clean``."""
-    raw = open_raw_dataset(folders.raw)
+    raw = open_raw_dataset(folders.raw, folders.env)
     if folders.fingerprint_file.is_file() and not clean:
         stored = DatasetFingerprint.load(folders.fingerprint_file)
         reason = stale_reason(stored, raw.cases, raw.reader.name)
@@ -109,7 +114,7 @@ def _outdated_plans(folders: DatasetFolders, plans: Plans) -> str | None:
     if not folders.fingerprint_file.is_file():
         return None
     fingerprint = DatasetFingerprint.load(folders.fingerprint_file)
-    raw = open_raw_dataset(folders.raw)
+    raw = open_raw_dataset(folders.raw, folders.env)
     reason = stale_reason(fingerprint, raw.cases, raw.reader.name)
     if reason is not None:
         return f"they were planned from a fingerprint that is out of date ({reason})"
@@ -135,7 +140,7 @@ def plan_dataset(folders: DatasetFolders, options: PlannerOptions | None = None)
             f"{folders.fingerprint_file}: not found. Fix: run 'autoseg extract_fingerprint -d "
             f"{folders.name}' first."
         )
-    raw = open_raw_dataset(folders.raw)
+    raw = open_raw_dataset(folders.raw, folders.env)
     fingerprint = DatasetFingerprint.load(folders.fingerprint_file)
     reason = stale_reason(fingerprint, raw.cases, raw.reader.name)
     if reason is not None:
@@ -192,5 +197,6 @@ def preprocess_configurations(
         num_processes,
         clean=clean,
         progress=progress,
+        env=folders.env,
     )
     return wanted

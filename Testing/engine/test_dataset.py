@@ -155,19 +155,6 @@ def test_explicit_cases_resolve_relative_paths(tmp_path):
     )
 
 
-def test_listed_paths_expand_the_process_environment_by_default(tmp_path, monkeypatch):
-    """As nnU-Net: every command (not only verify) finds files listed with $VAR."""
-    monkeypatch.setenv("AUTOSEG_TEST_PHOTOS", "/photos")
-    data = {**MINIMAL, "dataset": {"a": {"images": ["${AUTOSEG_TEST_PHOTOS}/a.png"], "label": "a"}}}
-    data["dataset"]["b"] = {"images": ["$UNSET_AUTOSEG_VAR/b.png"], "label": "b"}
-    spec = load_dataset_json(_write(tmp_path, data))
-    assert spec.explicit_cases is not None
-    assert [c.images[0] for c in spec.explicit_cases] == [
-        Path("/photos/a.png"),
-        tmp_path / "$UNSET_AUTOSEG_VAR" / "b.png",  # unknown variables stay, as expandvars does
-    ]
-
-
 def test_one_rgb_file_per_case_supplies_the_channels(make_dataset):
     folder = make_dataset(channels=("R", "G", "B"))
     for case in ("case_000", "case_001"):

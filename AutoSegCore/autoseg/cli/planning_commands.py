@@ -139,7 +139,7 @@ def _for_each_dataset(
     """Run the requested steps, in pipeline order, for every dataset named with -d."""
     roots = roots_from(args, env)
     for identifier in args.datasets:
-        folders = DatasetFolders.resolve(identifier, roots)
+        folders = DatasetFolders.resolve(identifier, roots, env)
         plans_name = getattr(args, "plans_name", None) or DEFAULT_PLANS_NAME
         if FINGERPRINT in steps:
             _fingerprint(folders, args, env)

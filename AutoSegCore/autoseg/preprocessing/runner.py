@@ -23,7 +23,7 @@ import filecmp
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
     *,
     clean: bool = False,
     progress: ProgressCallback = no_progress,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Preprocess every training case of a raw dataset for the given configurations.
 
@@ -189,12 +190,13 @@ def preprocess_dataset(  # noqa: PLR0913 - the agreed public signature; the flag
         num_processes: worker processes, one number or one per configuration (1 = in-process).
         clean: delete existing preprocessed data of these configurations first.
         progress: receives ``(stage, done, total)``.
+        env: variables for ``$VAR`` in paths listed under dataset.json's ``dataset`` key.
 
     Raises:
         AutoSegError: bad dataset/plans, a conflicting splits_final.json, or a failing case.
     """
     raw, output = Path(raw_dataset_dir), Path(output_dir)
-    spec = load_dataset_json(raw / DATASET_JSON)
+    spec = load_dataset_json(raw / DATASET_JSON, env)
     cases = training_cases(raw, spec)
     if not cases:
         raise AutoSegError(f"{raw}: no training cases found. Fix: add images to imagesTr/.")

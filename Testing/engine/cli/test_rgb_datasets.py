@@ -138,3 +138,31 @@ def test_one_channel_name_for_an_rgb_file_names_the_components(
     assert len(errors) == 3  # one line per case
     assert "photo0_0000.png holds 3 channels" in errors[0]
     assert "name each in the training dataset's channel_names (e.g. R, G, B)" in errors[0]
+
+
+def test_files_listed_with_environment_variables_are_found_by_every_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As nnU-Net expands ``$VAR`` in dataset.json's ``dataset`` listing, so do verify and every
+    stage of plan_and_preprocess (they all get the command line's environment)."""
+    folder = _raw_dataset(tmp_path / "raw", "rgb", RGB_NAMES)
+    photos = tmp_path / "photos elsewhere"
+    (folder / "imagesTr").rename(photos)
+    monkeypatch.setenv("AUTOSEG_TEST_PHOTOS", str(photos))
+    data = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    data["dataset"] = {
+        f"photo{i}": {
+            "images": [f"${{AUTOSEG_TEST_PHOTOS}}/photo{i}_0000.png"],
+            "label": f"labelsTr/photo{i}.png",
+        }
+        for i in range(3)
+    }
+    (folder / "dataset.json").write_text(json.dumps(data), encoding="utf-8")
+    plans = _plan(tmp_path, capsys)
+    assert plans["configurations"]["2d"]["normalization_schemes"] == ["ZScore"] * 3
+    stored = tmp_path / "preprocessed" / DATASET / "AutoSegPlans_2d"
+    assert sorted(p.name for p in stored.glob("*.npy") if "_seg" not in p.name) == [
+        "photo0.npy",
+        "photo1.npy",
+        "photo2.npy",
+    ]
