@@ -20,13 +20,13 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from AutoSegCoreLib import dependencies
+from AutoSegCoreLib import dependencies, extension_info
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("AutoSegTrain", "AutoSegPredict")
 ENGINE = ROOT / "AutoSegCore" / "autoseg"
 CORE_LIB = ROOT / "AutoSegCore" / "AutoSegCoreLib"
-METADATA = ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL")
+METADATA = ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS")
 METADATA += ("STATUS", "ENABLED", "DEPENDS", "BUILD_SUBDIRECTORY")
 ICONS = {
     ROOT / "Resources" / "AutoSeg.png": 128,
@@ -144,23 +144,60 @@ def test_every_metadata_variable_is_set_and_not_empty() -> None:
         assert value, f"EXTENSION_{name} is not set in CMakeLists.txt"
 
 
-def test_screenshot_urls_point_into_this_repository_at_files_that_exist() -> None:
-    """Empty is allowed (no screenshot yet); a URL to a missing file is not."""
+def _raw_prefix() -> str:
+    """Where raw files of this repository's main branch are served (from EXTENSION_HOMEPAGE)."""
+    homepage = _top_level()[0]["EXTENSION_HOMEPAGE"][0].removeprefix("https://github.com/")
+    return f"https://raw.githubusercontent.com/{homepage}/main/"
+
+
+def test_screenshots_exist_as_pngs_in_this_repository() -> None:
+    """The catalog requires at least one screenshot at every tier."""
+    urls = " ".join(_top_level()[0].get("EXTENSION_SCREENSHOTURLS", [])).split()
+    assert urls, "EXTENSION_SCREENSHOTURLS is empty; the extensions catalog refuses that"
+    for url in urls:
+        assert url.startswith(_raw_prefix()), f"{url} is not in this repository"
+        path = ROOT / url.removeprefix(_raw_prefix())
+        assert path.is_file(), f"{url} names no file"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+        assert path.parent == ROOT / "Resources" / "Screenshots"
+    assert (ROOT / "Resources" / "Screenshots" / "make_screenshot.py").is_file()
+
+
+def test_contributors_are_names_with_institutions_and_agree_with_the_modules() -> None:
+    value = " ".join(_top_level()[0]["EXTENSION_CONTRIBUTORS"])
+    assert value == ", ".join(extension_info.CONTRIBUTORS)
+    for contributor in extension_info.CONTRIBUTORS:
+        assert re.fullmatch(r"[^(),]+ \([^()]+\)", contributor), contributor
+    assert "AutoSeg team" not in value
+
+
+def test_the_help_links_the_readme_on_the_homepage() -> None:
+    homepage = _top_level()[0]["EXTENSION_HOMEPAGE"][0]
+    assert f"{homepage}#readme" == extension_info.DOCUMENTATION_URL
+    text = extension_info.help_text("Summary.")
+    assert f'href="{extension_info.DOCUMENTATION_URL}"' in text
+    warned = extension_info.help_text("Summary.", "Needs Slicer 5.10.")
+    assert warned.startswith("<p><b>Needs Slicer 5.10.</b></p>")
+    for module in MODULES:  # both modules build their help with it
+        assert "help_text(summary, UNSUPPORTED)" in (ROOT / module / f"{module}.py").read_text()
+
+
+def test_the_minimum_slicer_and_python_agree_everywhere() -> None:
     variables, _ = _top_level()
-    homepage = variables["EXTENSION_HOMEPAGE"][0].removeprefix("https://github.com/")
-    prefix = f"https://raw.githubusercontent.com/{homepage}/main/"
-    for url in " ".join(variables.get("EXTENSION_SCREENSHOTURLS", [])).split():
-        assert url.startswith(prefix)
-        assert (ROOT / url.removeprefix(prefix)).is_file(), f"{url} names no file"
+    assert variables["AUTOSEG_MINIMUM_SLICER_VERSION"] == [extension_info.MINIMUM_SLICER]
+    python = ".".join(map(str, extension_info.MINIMUM_PYTHON))
+    assert variables["AUTOSEG_MINIMUM_PYTHON_VERSION"] == [python]
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["requires-python"] == f">={python}"
+    description = " ".join(variables["EXTENSION_DESCRIPTION"])
+    assert f"3D Slicer {extension_info.MINIMUM_SLICER} or newer" in description
 
 
 def test_icon_url_names_the_extension_icon_of_this_repository() -> None:
-    variables, _ = _top_level()
-    url = variables["EXTENSION_ICONURL"][0]
-    homepage = variables["EXTENSION_HOMEPAGE"][0].removeprefix("https://github.com/")
-    prefix = f"https://raw.githubusercontent.com/{homepage}/main/"
-    assert url.startswith(prefix)
-    assert (ROOT / url.removeprefix(prefix)) in ICONS
+    url = _top_level()[0]["EXTENSION_ICONURL"][0]
+    assert url.startswith(_raw_prefix())
+    assert (ROOT / url.removeprefix(_raw_prefix())) in ICONS
 
 
 def test_every_subdirectory_exists_and_the_template_marker_stays() -> None:
@@ -317,8 +354,12 @@ _FAKE_USE_SLICER = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
-def test_cmake_configures_and_bundles_every_python_file(tmp_path: Path) -> None:
+def _configure(tmp_path: Path, slicer_version: str, python_version: str):
+    """Configure the real CMake files against a stand-in Slicer of the given versions.
+
+    Like Slicer's own SlicerConfigVersion.cmake, the stand-in's version file makes find_package
+    set Slicer_VERSION; SlicerConfig.cmake sets Slicer_REQUIRED_PYTHON_VERSION.
+    """
     fake = tmp_path / "Slicer"
     fake.mkdir()
     (fake / "UseSlicer.cmake").write_text(_FAKE_USE_SLICER)
@@ -327,6 +368,10 @@ def test_cmake_configures_and_bundles_every_python_file(tmp_path: Path) -> None:
         f'set(Slicer_USE_FILE "{fake.as_posix()}/UseSlicer.cmake")\n'
         f'set(Slicer_EXTENSION_GENERATE_CONFIG "{fake.as_posix()}/empty.cmake")\n'
         f'set(Slicer_EXTENSION_CPACK "{fake.as_posix()}/empty.cmake")\n'
+        f'set(Slicer_REQUIRED_PYTHON_VERSION "{python_version}")\n'
+    )
+    (fake / "SlicerConfigVersion.cmake").write_text(
+        f'set(PACKAGE_VERSION "{slicer_version}")\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n'
     )
     build = tmp_path / "build"
     done = subprocess.run(
@@ -336,6 +381,26 @@ def test_cmake_configures_and_bundles_every_python_file(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+    return build, done
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+@pytest.mark.parametrize(("slicer_version", "python_version"), [("5.8", "3.9.10")])
+def test_cmake_refuses_a_slicer_older_than_5_10_with_one_message(
+    tmp_path: Path, slicer_version: str, python_version: str
+) -> None:
+    _, done = _configure(tmp_path, slicer_version, python_version)
+    assert done.returncode != 0
+    output = " ".join((done.stdout + done.stderr).split())
+    assert (
+        "AutoSeg needs 3D Slicer 5.10 or newer (Python 3.10+), but Slicer_DIR is Slicer 5.8"
+        in output
+    )
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_cmake_configures_and_bundles_every_python_file(tmp_path: Path) -> None:
+    build, done = _configure(tmp_path, "5.10", "3.12.10")
     assert done.returncode == 0, done.stdout + done.stderr
     lib = build / "lib" / "Slicer" / "qt-scripted-modules"
     bundled = {Path(line) for line in (build / "bundle.txt").read_text().splitlines()}
