@@ -112,6 +112,14 @@ def test_rgb_dataset_trains_and_predicts_a_png_of_the_input_size(
     assert sitk.GetArrayFromImage(written).shape == odd_shape
     assert set(np.unique(sitk.GetArrayFromImage(written))) <= {0, 1}
 
+    # The other spelling of the same input is the same input: the same prediction.
+    other_inputs, other_outputs = tmp_path / "other_inputs", tmp_path / "other_outputs"
+    _write_case(other_inputs, "new", rgb, "grey" if spelling == "rgb" else "rgb")
+    predict[2], predict[4] = str(other_inputs), str(other_outputs)
+    _run([*predict, "-device", "cpu", "--disable_tta", "--progress", "none"], capsys)
+    again = sitk.GetArrayFromImage(sitk.ReadImage(str(other_outputs / "new.png")))
+    np.testing.assert_array_equal(again, sitk.GetArrayFromImage(written))
+
 
 def test_grey_png_with_rgb_normalization_divides_by_255(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
