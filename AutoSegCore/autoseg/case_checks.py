@@ -176,6 +176,8 @@ def label_value_problems(
             f"(defined: {list(allowed or ())})."
         )
         fix = 'Add them to "labels" in dataset.json or correct the label file.'
+        if 255 in unexpected:  # black/white masks exported by image editors
+            fix += " A mask saved as 0/255 needs its 255 replaced by the label's value (e.g. 1)."
         problems.append(Problem("error", where, msg, fix, _LABEL_KIND))
     if not [v for v in counts if v not in (0, rules.ignore_label)]:
         msg = "label contains only background; this case teaches the network no foreground."

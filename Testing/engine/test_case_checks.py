@@ -58,6 +58,13 @@ def test_undeclared_negative_and_fractional_values_are_errors() -> None:
     assert _messages(problems) == ["error: label contains non-integer values: 1.2."]
 
 
+def test_a_mask_saved_as_0_255_is_told_to_store_the_label_value() -> None:
+    problems, _ = label_value_problems(np.array([0, 255], np.uint8), Path("mask.png"), RULES)
+    (problem,) = problems
+    assert "values 255 that dataset.json does not define" in problem.message
+    assert "0/255 needs its 255 replaced by the label's value" in problem.fix
+
+
 def test_only_background_is_warned_only_without_any_foreground() -> None:
     problems, _ = label_value_problems(np.zeros(4, np.uint8), HERE, RULES)
     assert _messages(problems) == [
