@@ -1,4 +1,4 @@
-"""Group a folder of images to predict into cases: ``CASE_XXXX<ending>``, one file per channel.
+"""Group a folder of images to predict into cases: ``CASE_XXXX<ending>``, a file per channel or RGB.
 
 Prediction input follows the training naming (method §6): every case has the files
 ``CASE_0000<ending>`` .. ``CASE_{n-1:04d}<ending>`` for the model's ``n`` channels, in the model's
