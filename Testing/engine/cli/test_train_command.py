@@ -14,7 +14,9 @@ from autoseg.checkpoint import FINAL, LATEST, load_checkpoint
 from autoseg.cli import build_parser, main
 from autoseg.cli.train_command import settings_from, torchrun_env
 from autoseg.cli.train_launch import TrainRequest, launch
+from autoseg.training.fold_lock import LOCK_FILE
 from autoseg.training.settings import TrainingSettings
+from autoseg.training.stop_request import STOP_REQUEST_FILE
 
 
 def _args(*argv: str):
@@ -220,3 +222,80 @@ def test_several_folds_with_several_workers_train_one_fold_each(private_preproce
     for fold in (0, 1):
         assert (model / f"fold_{fold}" / FINAL).is_file()
         assert (model / f"fold_{fold}" / "validation" / "summary.json").is_file()
+
+
+def _train_command(roots, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "autoseg",
+        "train",
+        "901",
+        "3d_fullres",
+        "0",
+        "-device",
+        "cpu",
+        "--iterations-per-epoch",
+        "2",
+        "--val-iterations",
+        "1",
+        "--num-workers",
+        "0",
+        "--amp",
+        "off",
+        "--seed",
+        "0",
+        "--quiet",
+        "--preprocessed",
+        str(roots.preprocessed),
+        "--results",
+        str(roots.results),
+        "--raw",
+        str(roots.raw),
+        *extra,
+    ]
+
+
+@pytest.mark.slow  # two engine start-ups and a training: about 20-35 s
+def test_a_second_run_of_a_fold_is_refused_and_a_stop_request_ends_the_first(
+    private_preprocessed,
+) -> None:
+    """Real processes: the lock refuses a second ``train`` of the fold with one line naming the
+    first; STOP_REQUEST makes the first save, report ``stopped`` and exit 0."""
+    roots = private_preprocessed
+    fold = roots.results / "Dataset901_Tiny" / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
+    command = _train_command(roots, "--epochs", "1000", "--progress", "json")
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as first:
+        try:
+            deadline = time.monotonic() + 300
+            events = fold / "events.jsonl"
+            while not (events.is_file() and '"epoch"' in events.read_text()):
+                assert first.poll() is None, first.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            second = subprocess.run(
+                _train_command(roots, "--epochs", "1000"),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            assert second.returncode == 2
+            assert second.stderr.count("\n") == 1, second.stderr
+            assert f"being trained by another process (pid {first.pid} on" in second.stderr
+            assert "autoseg train 901 3d_fullres 0" in second.stderr
+            (fold / STOP_REQUEST_FILE).write_text("{}")
+            out, err = first.communicate(timeout=300)
+        finally:
+            first.kill()
+    assert first.returncode == 0, err
+    assert "training stopped (stop request)" in err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines[0]["event"] == "start"
+    assert lines[-1]["event"] == "stopped"
+    assert lines[-1]["checkpoint"] == str(fold / LATEST)
+    assert load_checkpoint(fold / LATEST)["current_epoch"] == lines[-1]["next_epoch"]
+    assert not (fold / LOCK_FILE).exists()
+    assert not (fold / STOP_REQUEST_FILE).exists()
