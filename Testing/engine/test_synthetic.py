@@ -1,9 +1,9 @@
-"""make_synthetic_dataset: deterministic, valid, both labels everywhere, anisotropic, fast."""
+"""make_synthetic_dataset: deterministic, valid, both labels everywhere, anisotropic; the demo's
+dataset has a lesion large enough to be learned in the demo's short training."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,13 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.errors import AutoSegError
-from autoseg.synthetic import LABELS, SyntheticSpec, channel_names, make_synthetic_dataset
+from autoseg.synthetic import (
+    DEMO_SPEC,
+    LABELS,
+    SyntheticSpec,
+    channel_names,
+    make_synthetic_dataset,
+)
 
 SMALL = SyntheticSpec(shape=(12, 32, 32))
 
@@ -116,7 +122,14 @@ def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"shape": (2, 32, 32)}, {"spacing": (1.0, 0.0, 1.0)}, {"file_ending": ".png"}],
+    [
+        {"shape": (2, 32, 32)},
+        {"spacing": (1.0, 0.0, 1.0)},
+        {"file_ending": ".png"},
+        {"lesion_size": (0.0, 0.5)},
+        {"lesion_size": (0.8, 0.6)},
+        {"lesion_size": (0.5,)},
+    ],
 )
 def test_bad_spec(kwargs: dict) -> None:
     with pytest.raises(AutoSegError, match="SyntheticSpec"):
@@ -130,7 +143,38 @@ def test_bad_arguments(tmp_path: Path) -> None:
         make_synthetic_dataset(tmp_path, name="bad name")
 
 
-def test_twenty_cases_are_fast(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    make_synthetic_dataset(tmp_path, num_cases=20)
-    assert time.perf_counter() - start < 5.0
+def _lesion_stats(label_file: Path) -> tuple[int, int, int, float]:
+    """(lesion voxels, organ voxels, slices the lesion spans, lesion share of the image)."""
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))
+    lesion = label == 2
+    slices = int(np.count_nonzero(lesion.any(axis=(1, 2))))
+    return int(lesion.sum()), int((label == 1).sum()), slices, float(lesion.mean())
+
+
+def test_demo_lesion_is_large_enough_to_learn(tmp_path: Path) -> None:
+    """The demo trains a few hundred iterations: a lesion of one or two slices and a few dozen
+    voxels (the default spec's smallest) is never found in that time, so the demo's lesion must
+    span several slices and a visible share of the image in every case, held-out ones included."""
+    folder = make_synthetic_dataset(tmp_path, num_cases=20, spec=DEMO_SPEC)
+    assert _errors(folder) == []
+    files = sorted((folder / "labelsTr").iterdir()) + sorted((folder / "labelsTs").iterdir())
+    assert len(files) == 20 + DEMO_SPEC.with_test_cases >= 24
+    stats = [_lesion_stats(f) for f in files]
+    for file, (lesion, organ, slices, share) in zip(files, stats, strict=True):
+        assert lesion >= 40, file.name
+        assert slices >= 3, file.name
+        assert share >= 0.001, file.name
+        assert organ > lesion, file.name  # still the small class next to a larger one
+    assert np.median([s[0] for s in stats]) >= 80
+
+
+def test_demo_lesion_is_larger_than_the_default(tmp_path: Path) -> None:
+    """Same cases drawn with the default and the demo lesion size: only the lesion grows."""
+    shape_only = SyntheticSpec(shape=DEMO_SPEC.shape, spacing=DEMO_SPEC.spacing)
+    default = make_synthetic_dataset(tmp_path / "a", num_cases=6, spec=shape_only)
+    demo = make_synthetic_dataset(tmp_path / "b", num_cases=6, spec=DEMO_SPEC)
+    for case in range(6):
+        name = f"labelsTr/case_{case:03d}.nii.gz"
+        small, large = _lesion_stats(default / name), _lesion_stats(demo / name)
+        assert large[0] > small[0]
+        assert large[0] + large[1] == pytest.approx(small[0] + small[1], rel=0.2)
