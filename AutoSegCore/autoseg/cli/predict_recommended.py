@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autoseg import __version__
 from autoseg.atomic import write_json_atomic
 from autoseg.errors import AutoSegError
+from autoseg.inference.folder_prediction import ARGS_FILE, CASES_STAGE, PredictJob, predict
 from autoseg.inference.recommended import (
     ModelStep,
     PredictModel,
@@ -26,9 +26,6 @@ from autoseg.inference.recommended import (
 )
 from autoseg.progress import ProgressCallback
 
-if TYPE_CHECKING:
-    from autoseg.cli.predict_command import PredictJob
-
 RECOMMENDED_HELP = """
 Recommended inference: -m <results>/DatasetXXX_Name (a dataset's results folder after
 find_best_configuration, or the folder import_model created) runs what find_best_configuration
@@ -38,7 +35,6 @@ is removed (a failed run leaves it, and --continue_prediction resumes from it). 
 -step_size, --disable_tta, --fast (the first recommended fold), -device and --progress apply;
 --save_probabilities, -prev_stage_predictions and -num_parts/-part_id do not.
 """
-ARGS_FILE = "predict_args.json"
 
 
 def _check_options(job: PredictJob) -> None:
@@ -73,7 +69,6 @@ def model_predictor(job: PredictJob) -> PredictModel:
     Each step resumes what its folder holds (continue_prediction): the folder is new unless a
     failed run is resumed, because the recommended run removes it otherwise.
     """
-    from autoseg.cli.predict_command import CASES_STAGE, predict  # noqa: PLC0415 (a cycle)
 
     def predict_model(step: ModelStep, progress: ProgressCallback) -> None:
         def report(stage: str, done: int, total: int) -> None:

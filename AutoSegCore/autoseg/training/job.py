@@ -17,14 +17,11 @@ from autoseg.errors import AutoSegError
 from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import ConfigurationPlan, Plans
+from autoseg.results_layout import model_folder_name
 from autoseg.training.settings import TrainingSettings
 
 TRAINER_NAME = "AutoSegTrainer"
 NEXT_STAGE_FOLDER = "predicted_next_stage"
-
-
-def model_folder_name(trainer: str, plans_name: str, configuration: str) -> str:
-    return f"{trainer}__{plans_name}__{configuration}"
 
 
 def parse_fold(text: str | int) -> int | str:
