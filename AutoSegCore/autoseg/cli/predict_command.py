@@ -48,6 +48,7 @@ from autoseg.inference.folder_prediction import (
     predict,
 )
 from autoseg.inference.recommended import is_dataset_results_folder
+from autoseg.interop.nnunet_plans import NNUNET_PLANS, NNUNET_TRAINER
 from autoseg.out_of_memory import PREDICTION_ADVICE, out_of_memory_reported, report_as_json_event
 from autoseg.paths import resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
@@ -157,13 +158,18 @@ def _model_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
     dataset_dir = roots.require_results() / resolve_dataset_name(args.dataset, roots)
     plans = args.plans or DEFAULT_PLANS_NAME
     name = model_folder_name(trainer_folder_name(args.trainer), plans, args.configuration)
-    if not (dataset_dir / name).is_dir():
-        found = sorted(p.name for p in dataset_dir.glob("*__*__*") if p.is_dir())
-        raise AutoSegError(
-            f"{dataset_dir / name}: no such model folder (trained here: {', '.join(found) or 'none'})."
-            " Fix: train it first, or choose -c/-tr/-p of a trained model."
-        )
-    return dataset_dir / name
+    # An nnU-Net v2 model folder keeps nnU-Net's names (defaults nnUNetTrainer, nnUNetPlans).
+    nnunet = model_folder_name(
+        args.trainer or NNUNET_TRAINER, args.plans or NNUNET_PLANS, args.configuration
+    )
+    for candidate in (name, nnunet):
+        if (dataset_dir / candidate).is_dir():
+            return dataset_dir / candidate
+    found = sorted(p.name for p in dataset_dir.glob("*__*__*") if p.is_dir())
+    raise AutoSegError(
+        f"{dataset_dir / name}: no such model folder (trained here: {', '.join(found) or 'none'})."
+        " Fix: train it first, or choose -c/-tr/-p of a trained model."
+    )
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:

@@ -6,10 +6,15 @@ checkpoints. The folder is self-contained: the network is rebuilt from the plans
 the weights are read with ``weights_only=True``, so serving a model needs no trainer code, no
 environment variables and no pickles. Opening a folder checks every file up front, so a broken or
 incomplete model fails with one clear message instead of after the first case was preprocessed.
+
+nnU-Net v2's model folders have the same layout and run as they are: their plans.json is translated
+(``autoseg.interop.nnunet_plans``), their checkpoints are read with a short numpy allow-list and
+their parameter names mapped onto AutoSeg's network (``autoseg.interop.nnunet_checkpoint``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,8 @@ from torch import nn
 from autoseg.checkpoint import FINAL, load_checkpoint
 from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
+from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
+from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans, plans_from_nnunet
 from autoseg.network import build_network
 from autoseg.plans import ConfigurationPlan, Plans
 
@@ -91,9 +98,34 @@ def _select_folds(
     return names
 
 
-def _checkpoint_metadata(file: Path, configuration: str) -> tuple[int, ...]:
+AUTOSEG_ORIGIN = "autoseg"
+
+
+def _load_plans(file: Path, configuration: str) -> tuple[Plans, str]:
+    """The folder's plans and who wrote them (AutoSeg, or nnU-Net: then translated)."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AutoSegError(
+            f"{file}: cannot read the plans ({error}). Fix: restore the plans.json that was "
+            "written together with this model."
+        ) from None
+    if not isinstance(data, dict):
+        raise AutoSegError(f"{file}: not a plans file (no JSON object). Fix: restore plans.json.")
+    if is_nnunet_plans(data):
+        return plans_from_nnunet(data, str(file), configuration), NNUNET_ORIGIN
+    return Plans.from_json(data, str(file)), AUTOSEG_ORIGIN
+
+
+def _read_checkpoint(file: Path, origin: str) -> dict[str, Any]:
+    if origin == NNUNET_ORIGIN:
+        return load_nnunet_checkpoint(file).as_autoseg_state()
+    return load_checkpoint(file)
+
+
+def _checkpoint_metadata(file: Path, configuration: str, origin: str) -> tuple[int, ...]:
     """Check a checkpoint belongs to ``configuration``; return its mirroring axes."""
-    state = load_checkpoint(file)
+    state = _read_checkpoint(file, origin)
     stored = state.get("configuration")
     if stored is not None and stored != configuration:
         raise AutoSegError(
@@ -104,8 +136,8 @@ def _checkpoint_metadata(file: Path, configuration: str) -> tuple[int, ...]:
     return tuple(int(a) for a in axes) if axes is not None else ()
 
 
-def _load_weights(network: nn.Module, file: Path) -> None:
-    state = load_checkpoint(file)
+def _load_weights(network: nn.Module, file: Path, origin: str) -> None:
+    state = _read_checkpoint(file, origin)
     try:
         network.load_state_dict(state["network_weights"])
     except RuntimeError as error:
@@ -128,6 +160,7 @@ class ModelFolder:
         folds: the fold names to use ("0", "1", ..., or "all"), each with ``checkpoint_name``.
         checkpoint_name: the checkpoint file inside each fold folder.
         mirror_axes: test-time mirroring axes the training allowed (from the first fold).
+        origin: who wrote the folder: "autoseg", or "nnunet" (an nnU-Net v2 model folder).
     """
 
     path: Path
@@ -137,6 +170,7 @@ class ModelFolder:
     folds: tuple[str, ...]
     checkpoint_name: str = FINAL
     mirror_axes: tuple[int, ...] = ()
+    origin: str = AUTOSEG_ORIGIN
 
     @classmethod
     def open(
@@ -155,7 +189,7 @@ class ModelFolder:
         configuration = _parse_folder_name(path)
         _require_file(path / PLANS_FILE, "the plans the model was trained with")
         _require_file(path / DATASET_FILE, "the dataset's labels and channels")
-        plans = Plans.load(path / PLANS_FILE)
+        plans, origin = _load_plans(path / PLANS_FILE, configuration)
         if configuration not in plans.configurations:
             raise AutoSegError(
                 f"{path / PLANS_FILE}: has no configuration {configuration!r} (available: "
@@ -165,10 +199,10 @@ class ModelFolder:
         dataset = load_dataset_json(path / DATASET_FILE)
         names = _select_folds(path, folds, checkpoint)
         axes = [
-            _checkpoint_metadata(path / f"{FOLD_PREFIX}{name}" / checkpoint, configuration)
+            _checkpoint_metadata(path / f"{FOLD_PREFIX}{name}" / checkpoint, configuration, origin)
             for name in names
         ]
-        return cls(path, plans, dataset, configuration, names, checkpoint, axes[0])
+        return cls(path, plans, dataset, configuration, names, checkpoint, axes[0], origin)
 
     @property
     def config(self) -> ConfigurationPlan:
@@ -206,7 +240,7 @@ class ModelFolder:
         networks = []
         for fold in self.folds:
             network = self.build_network()
-            _load_weights(network, self.checkpoint_file(fold))
+            _load_weights(network, self.checkpoint_file(fold), self.origin)
             networks.append(network.to(device).eval())
         return networks
 
@@ -218,4 +252,5 @@ class ModelFolder:
             "folds": list(self.folds),
             "checkpoint": self.checkpoint_name,
             "mirror_axes": list(self.mirror_axes),
+            "origin": self.origin,
         }
