@@ -58,7 +58,9 @@ def _predictor(model: str, options: dict, *, folds=None, probabilities: bool = T
     return Predictor.from_model_folder(folder, settings)
 
 
-def _check_case(result, run: str, case: str, written: Path) -> None:
+def _check_case(
+    result, run: str, case: str, written: Path, max_difference: float = MAX_PROBABILITY_DIFFERENCE
+) -> None:
     assert agreement(result.segmentation, reference_labels(run, case)) >= MIN_AGREEMENT
     source, ours = sitk.ReadImage(str(case_files(case)[0])), sitk.ReadImage(str(written))
     theirs = sitk.ReadImage(str(PREDICTIONS / run / f"{case}.nii.gz"))
@@ -71,7 +73,7 @@ def _check_case(result, run: str, case: str, written: Path) -> None:
         reference = reference_probabilities(run, case)
         assert result.probabilities.shape == reference.shape
         difference = np.abs(result.probabilities - reference)
-        assert difference.max() <= MAX_PROBABILITY_DIFFERENCE
+        assert difference.max() <= max_difference
         assert difference.mean() <= MEAN_PROBABILITY_DIFFERENCE
 
 
@@ -90,21 +92,37 @@ def test_fp32_predictions_agree_with_nnunetv2(run: str, tmp_path: Path) -> None:
         _check_case(result, run, case, written)
 
 
-@pytest.mark.xfail(
-    reason="open: the cascade stage does not yet agree with nnU-Net given its lowres predictions",
-    strict=True,
-)
-def test_the_cascade_agrees_given_nnunets_lowres_predictions(tmp_path: Path) -> None:
-    """Same inputs as nnunetv2 had: its own lowres segmentations as the previous stage."""
+def _predict_cascade(tmp_path: Path) -> list[tuple[str, object, Path]]:
+    """The cascade given nnunetv2's own lowres segmentations (the inputs nnunetv2 had)."""
     predictor = _predictor(CASCADE, {})
     assert predictor.model.folds == ("all",)
     assert predictor.model.is_cascade
+    results = []
     for case in CASES:
         written = tmp_path / f"{case}.nii.gz"
         previous = PREDICTIONS / LOWRES / f"{case}.nii.gz"
         result = predictor.predict_files(
             case_files(case), written, previous_segmentation_file=previous
         )
+        results.append((case, result, written))
+    return results
+
+
+def test_the_cascade_agrees_given_nnunets_lowres_predictions(tmp_path: Path) -> None:
+    for case, result, written in _predict_cascade(tmp_path):
+        _check_case(result, CASCADE, case, written, max_difference=1.0)
+
+
+@pytest.mark.xfail(
+    reason="open: nnunetv2 2.8.1 with batchgenerators 0.25.5 resamples the previous stage's labels "
+    "by the argmax of the interpolated label indicators (exact ties to the nearest neighbour's "
+    "label); AutoSeg's resample_seg writes labels where their indicator is >= 0.5, the larger "
+    "label winning. 4 boundary voxels of interop_002's one-hot input differ, which moves one "
+    "probability by 0.16 (labels still agree on 99.98 %)",
+    strict=True,
+)
+def test_the_cascade_probabilities_agree_everywhere(tmp_path: Path) -> None:
+    for case, result, written in _predict_cascade(tmp_path):
         _check_case(result, CASCADE, case, written)
 
 
