@@ -26,6 +26,7 @@ from autoseg.atomic import write_json_atomic
 from autoseg.errors import AutoSegError
 from autoseg.evaluation import SUMMARY_FILE, CaseMetrics, case_metrics, region_or_label_mask
 from autoseg.image_io import READER_WRITERS, ImageReaderWriter, choose_reader_writer
+from autoseg.interop.nnunet_selection import postprocessing_json_from_nnunet
 from autoseg.labels import LabelSpec
 from autoseg.parallel import map_cases
 
@@ -124,10 +125,10 @@ class Postprocessing:
     @classmethod
     def from_json(cls, data: Any, source: str = POSTPROCESSING_FILE) -> Postprocessing:
         """Inverse of :meth:`to_json` (null scores back to NaN)."""
+        if isinstance(data, dict) and "postprocessing_fns" in data:  # nnU-Net's JSON
+            data = postprocessing_json_from_nnunet(data, source)
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
-            nnunet = isinstance(data, dict) and "postprocessing_fns" in data
-            what = "an nnU-Net file, whose format AutoSeg does not read" if nnunet else "no rules"
-            raise _file_error(source, f"holds {what} (expected an object with a 'rules' list)")
+            raise _file_error(source, "holds no rules (expected an object with a 'rules' list)")
         scores = [data.get(key, {}) for key in ("before", "after")]
         if not all(isinstance(value, dict) for value in scores):
             raise _file_error(source, "'before' and 'after' must be objects")

@@ -166,7 +166,7 @@ def test_pickle_paths_are_refused_with_a_pointer_to_the_json(tmp_path: Path):
         ('{"rules": [{"kind": "largest_foreground", "region": [1]}]}', "not valid"),
         ('{"rules": [{"region": [1]}]}', "not valid"),
         ('{"rules": [3]}', "not valid"),
-        ('{"postprocessing_fns": [], "postprocessing_kwargs": []}', "nnU-Net"),
+        ('{"postprocessing_fns": ["my_fn"], "postprocessing_kwargs": [{}]}', "nnU-Net"),
         ('{"rules": [], "before": []}', "'before' and 'after'"),
     ],
 )

@@ -288,6 +288,63 @@ def predict(results: Path, tests: Path, predictions: Path) -> None:
         )
 
 
+# The models find_best_configuration chooses between (fold 0 only: the fixture has no other folds).
+SELECTION = ("3d_fullres", "2d")
+SELECTION_FOLDS = (0,)
+
+
+def select(preprocessed: Path, predictions: Path) -> None:
+    """nnU-Net's model selection and its recommended inference, with nnunetv2's own functions.
+
+    ``nnUNetv2_train 990 C 0 --val --npz`` (the final validation the short trainings skipped),
+    ``nnUNetv2_find_best_configuration 990 -c 3d_fullres 2d -f 0`` (writes
+    inference_information.json and postprocessing.json/.pkl), then what its
+    inference_instructions.txt says for the test images: ensemble the chosen models' predictions
+    (``nnUNetv2_ensemble``) if it chose an ensemble, and apply the post-processing
+    (``nnUNetv2_apply_postprocessing``) into ``predictions/recommended``.
+    """
+    from batchgenerators.utilities.file_and_folder_operations import load_pickle
+    from nnunetv2.ensembling.ensemble import ensemble_folders
+    from nnunetv2.evaluation.find_best_configuration import find_best_configuration
+    from nnunetv2.postprocessing.remove_connected_components import apply_postprocessing_to_folder
+
+    trainer_class = _trainer_classes()["nnUNetTrainer"]
+    dataset_json = json.loads((preprocessed / DATASET / "dataset.json").read_text())
+    plans = json.loads((preprocessed / DATASET / "nnUNetPlans.json").read_text())
+    for configuration in SELECTION:
+        trainer = trainer_class(
+            {**plans, "continue_training": False},
+            configuration,
+            0,
+            dataset_json,
+            device=torch.device("cpu"),
+        )
+        trainer.load_checkpoint(str(Path(trainer.output_folder) / "checkpoint_final.pth"))
+        trainer.perform_actual_validation(True)
+    models = [
+        {"plans": "nnUNetPlans", "configuration": c, "trainer": "nnUNetTrainer"} for c in SELECTION
+    ]
+    info = find_best_configuration(DATASET, models, num_processes=1, folds=SELECTION_FOLDS)
+    best = info["best_model_or_ensemble"]
+    chosen = [
+        predictions / _model_name(m["plans_identifier"], m["configuration"], m["trainer"])
+        for m in best["selected_model_or_models"]
+    ]
+    source = chosen[0]
+    if len(chosen) > 1:
+        source = predictions / "recommended_ensemble"
+        ensemble_folders([str(f) for f in chosen], str(source), num_processes=1)
+    functions, kwargs = load_pickle(best["postprocessing_file"])
+    apply_postprocessing_to_folder(
+        str(source),
+        str(predictions / "recommended"),
+        functions,
+        kwargs,
+        plans_file_or_dict=best["some_plans_file"],
+        num_processes=1,
+    )
+
+
 def manifest(work: Path, epochs: int, iterations: int) -> None:
     record = {
         "nnunetv2": version("nnunetv2"),
@@ -303,6 +360,11 @@ def manifest(work: Path, epochs: int, iterations: int) -> None:
             {"output": name, "model": folder, **options}
             for name, folder, options in _prediction_runs()
         ],
+        "selection": {
+            "configurations": list(SELECTION),
+            "folds": list(SELECTION_FOLDS),
+            "recommended_inference": "predictions/recommended",
+        },
         "epochs": epochs,
         "iterations_per_epoch": iterations,
         "validation_iterations_per_epoch": 4,
@@ -314,7 +376,8 @@ def manifest(work: Path, epochs: int, iterations: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path, help="work folder (raw, preprocessed, results, ...)")
-    parser.add_argument("step", choices=("dataset", "plan", "train", "predict", "manifest"))
+    steps = ("dataset", "plan", "train", "predict", "select", "manifest")
+    parser.add_argument("step", choices=steps)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--iterations-per-epoch", type=int, default=25)
     args = parser.parse_args()
@@ -329,6 +392,8 @@ def main() -> None:
         train(work / "preprocessed", args.epochs, args.iterations_per_epoch)
     elif args.step == "predict":
         predict(work / "results", work / "imagesTs", work / "predictions")
+    elif args.step == "select":
+        select(work / "preprocessed", work / "predictions")
     else:
         manifest(work, args.epochs, args.iterations_per_epoch)
 

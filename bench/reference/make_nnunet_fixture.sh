@@ -7,7 +7,8 @@
 # the project's), then runs make_nnunet_fixture.py in it: a synthetic two-channel dataset, nnunetv2's
 # planners (default and ResEnc M) with the plans shrunk to tiny networks, a few CPU epochs of fold 0
 # for 3d_fullres, 2d and ResEnc 3d_fullres (and fold "all" of a 3d_lowres -> 3d_cascade_fullres
-# cascade), and nnunetv2's predictor on three test images. Finally it
+# cascade), nnunetv2's predictor on three test images, and find_best_configuration between
+# 3d_fullres and 2d (fold 0) with its recommended inference (ensemble + post-processing). Finally it
 # copies the model folders (plans, dataset and fingerprint JSON, checkpoints; no logs, no pickles)
 # and nnunetv2's predictions (labels + .npz probabilities; its .pkl files are left out) into the
 # fixture folder. nnU-Net's training is not deterministic, so a re-run gives other weights: the
@@ -42,6 +43,7 @@ $PY dataset
 $PY plan
 nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $PY train --epochs "$EPOCHS" --iterations-per-epoch "$ITERATIONS" >> "$WORK/fixture.log" 2>&1
 $PY predict >> "$WORK/fixture.log" 2>&1
+nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $PY select >> "$WORK/fixture.log" 2>&1
 $PY manifest --epochs "$EPOCHS" --iterations-per-epoch "$ITERATIONS"
 
 rm -rf "$TARGET/results" "$TARGET/predictions" "$TARGET/imagesTs"
@@ -59,7 +61,14 @@ done
 # -chk is tested with the plain 3d_fullres model only (each checkpoint costs ~200 KB).
 PLAIN=nnUNetTrainer__nnUNetPlans__3d_fullres/fold_0
 cp "$WORK/results/$DATASET/$PLAIN/checkpoint_best.pth" "$TARGET/results/$DATASET/$PLAIN/"
+# find_best_configuration's choice: its JSON files only (postprocessing.pkl is never read).
+cp "$WORK/results/$DATASET/inference_information.json" "$TARGET/results/$DATASET/"
+(cd "$WORK/results/$DATASET" && find . -name postprocessing.json) | while read -r file; do
+    mkdir -p "$TARGET/results/$DATASET/$(dirname "$file")"
+    cp "$WORK/results/$DATASET/$file" "$TARGET/results/$DATASET/$file"
+done
 for run in "$WORK/predictions"/*; do
+    [ "$(basename "$run")" = recommended_ensemble ] && continue  # an intermediate step
     out="$TARGET/predictions/$(basename "$run")"
     mkdir -p "$out"
     cp "$run"/*.nii.gz "$out/"

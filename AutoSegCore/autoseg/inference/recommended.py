@@ -27,8 +27,8 @@ from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import find_input_cases
 from autoseg.inference.ensemble import EnsembleTarget, ensemble_folders
+from autoseg.interop.nnunet_selection import is_nnunet_information, nnunet_recommendation
 from autoseg.paths import make_folder
-from autoseg.plans import Plans
 from autoseg.postprocessing import Postprocessing, apply_postprocessing_folder
 from autoseg.progress import ProgressCallback, no_progress
 
@@ -188,6 +188,8 @@ def read_recommendation(results_dataset_dir: Path) -> Recommendation:
     folder = Path(results_dataset_dir)
     file = folder / INFORMATION_FILE
     data = _load(file)
+    if is_nnunet_information(data):  # written by nnUNetv2_find_best_configuration
+        return Recommendation(*nnunet_recommendation(data, folder, file), folder)
     best = data["best_model_or_ensemble"]
     name = best.get("name")
     if not isinstance(name, str) or not name:
@@ -279,12 +281,13 @@ class _Work:
 
 
 def _ensemble(work: _Work, folders: list[Path], progress: ProgressCallback) -> Path:
-    plans = Plans.load(work.recommendation.model_dirs[0] / "plans.json")
+    # Both AutoSeg's and nnU-Net's plans name the reader/writer at the top level.
+    plans = json.loads((work.recommendation.model_dirs[0] / "plans.json").read_text("utf-8"))
     target = EnsembleTarget(
         output_dir=work.folder / ENSEMBLE_DIR,
         labels=work.dataset.labels,
         file_ending=work.dataset.file_ending,
-        reader_writer=plans.image_reader_writer,
+        reader_writer=str(plans.get("image_reader_writer", "SimpleITKIO")),
     )
     total = len(work.case_ids)
     progress(ENSEMBLE_STAGE, 0, total)
