@@ -13,7 +13,7 @@ the two networks so machine load affects both alike. Prints one JSON line per ne
 Measured on this project's 2-core CPU VM (torch 2.13.0, 2 threads, 20 repeats, median s per forward,
 nnU-Net's network / AutoSeg's): PlainConvUNet fp32 0.194 / 0.189, bf16 0.067 / 0.064; ResEnc M
 fp32 0.335 / 0.322, bf16 0.136 / 0.135; logits equal to 2e-6. AutoSeg's network (GroupNorm with one
-channel per group = InstanceNorm) is 1-4 % faster and computes the same function, so nnU-Net models
+channel per group = InstanceNorm) is 1-9 % faster (two runs) and computes the same function, so nnU-Net models
 run on it through the name mapping and dynamic-network-architectures is not a dependency.
 """
 
