@@ -7,7 +7,8 @@ checkpoint per fold and the small reports that document the model, so a shared z
 Import treats the zip as untrusted input. Every member is checked before anything is written (no
 absolute paths, drive letters, ``..``, backslashes, duplicates or symlinks; exactly one
 ``DatasetXXX_Name/`` top folder; nothing that would land outside the results root; only the files
-export writes; sizes within the limits that stop zip bombs: see :mod:`autoseg.model_zip_layout`).
+export writes, or nnU-Net's export; sizes within the limits that stop zip bombs: see
+:mod:`autoseg.model_zip_layout`). The pickles of an nnU-Net zip are never extracted.
 Files are extracted into a staging folder inside the results root and only then moved into place,
 so a damaged or hostile zip never leaves half an import behind, and files the user already has are
 replaced only when asked.
@@ -34,6 +35,7 @@ from autoseg.model_zip_layout import (
     REQUIRED_MODEL_FILES,
     SHARED_FILES,
     archive_problems,
+    is_skipped,
 )
 from autoseg.paths import folder_error, make_folder
 
@@ -212,6 +214,7 @@ def import_model(zip_path: Path, results_root: Path, *, overwrite: bool = False)
     with _open_zip(zip_path) as archive:
         members = archive.infolist()
         top = _validate_members(zip_path, members, root)
+        members = [m for m in members if not is_skipped(m)]  # nnU-Net's pickles stay in the zip
         models = _model_names(zip_path, members, top)
         make_folder(root, _RESULTS_FOLDER)  # a safe zip, so the root may be made: can it?
         _check_targets(zip_path, members, root, overwrite=overwrite)

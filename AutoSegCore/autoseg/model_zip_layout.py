@@ -53,6 +53,23 @@ _MODEL_FOLDER = "*__*__*"  # <trainer>__<plans>__<configuration>
 _VALIDATION_FILES = tuple(  # predictions (every format a dataset may use), probabilities, reports
     f"validation/*{ending}" for ending in (*supported_file_endings(), ".npz", ".json")
 )
+# nnU-Net v2's zips (nnUNetv2_export_model_to_zip) hold a few more files than AutoSeg's export:
+# each fold's debug.json (and network_architecture.pdf when it exists), inference_information.txt,
+# and with --exp_cv_preds the cross-validation predictions with their plans and dataset.json.
+_CROSSVAL_FOLDERS = (f"{_MODEL_FOLDER}/crossval_results_folds_*", f"{ENSEMBLES_DIR}/*")
+_NNUNET_MEMBERS = (
+    "inference_information.txt",
+    *(f"{_MODEL_FOLDER}/fold_*/{name}" for name in ("debug.json", "network_architecture.pdf")),
+    *(
+        f"{folder}/{name}"
+        for folder in _CROSSVAL_FOLDERS
+        for name in (*(f"*{e}" for e in (*supported_file_endings(), ".npz")), *REQUIRED_MODEL_FILES)
+    ),
+)
+# nnU-Net also zips pickles there (postprocessing.pkl beside postprocessing.json; with
+# --exp_cv_preds the predictions' properties): they are never extracted, because loading one can
+# run code and AutoSeg reads the JSON. Pickles anywhere else are refused like any unknown file.
+SKIPPED_MEMBERS = tuple(f"{folder}/*.pkl" for folder in _CROSSVAL_FOLDERS)
 # Every file a model zip may hold, below its DatasetXXX_Name/ folder: what export writes, with
 # any checkpoint name. Patterns match one path component per "*" (fnmatch, case-sensitive).
 ALLOWED_MEMBERS = (
@@ -63,6 +80,8 @@ ALLOWED_MEMBERS = (
         for name in (*REQUIRED_MODEL_FILES, *OPTIONAL_MODEL_FILES, *SHARED_FILES, *_NOTES)
     ),
     *(f"{_MODEL_FOLDER}/fold_*/{name}" for name in ("*.pth", *FOLD_FILES, *_VALIDATION_FILES)),
+    *_NNUNET_MEMBERS,
+    *SKIPPED_MEMBERS,
 )
 
 
@@ -94,10 +113,20 @@ def member_problem(info: zipfile.ZipInfo, root: Path) -> str | None:
     return next((reason for failed, reason in checks if failed), None)
 
 
+def is_skipped(info: zipfile.ZipInfo) -> bool:
+    """A member that passes the checks but is never extracted (:data:`SKIPPED_MEMBERS`)."""
+    parts = info.filename.split("/")[1:]
+    return not info.is_dir() and _matches(parts, False, SKIPPED_MEMBERS)
+
+
 def _is_allowed(parts: list[str], is_dir: bool) -> bool:
     """Whether a path below the top folder is in :data:`ALLOWED_MEMBERS` (a folder: whether it
     lies on the way to such a file)."""
-    for pattern in ALLOWED_MEMBERS:
+    return _matches(parts, is_dir, ALLOWED_MEMBERS)
+
+
+def _matches(parts: list[str], is_dir: bool, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
         wanted = pattern.split("/")
         deep_enough = len(wanted) > len(parts) if is_dir else len(wanted) == len(parts)
         if deep_enough and all(map(fnmatch.fnmatchcase, parts, wanted)):

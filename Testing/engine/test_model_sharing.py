@@ -326,7 +326,7 @@ def test_a_zip_bomb_is_refused_from_its_listing_and_writes_nothing(
         f"{FOLD}/evil.exe",
         f"{FOLD}/checkpoint_final.pkl",
         f"{FOLD}/validation/case_0.pkl",
-        f"{FOLD}/debug.json",
+        f"{FOLD}/debug.log",
         f"{FOLD}/training_log_2024.txt",
         f"{FOLD}/sub/checkpoint_final.pth",
         f"{DATASET}/{MODEL.format('2d')}/run.sh",

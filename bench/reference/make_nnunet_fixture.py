@@ -21,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -345,6 +346,21 @@ def select(preprocessed: Path, predictions: Path) -> None:
     )
 
 
+def export(work: Path) -> None:
+    """``nnUNetv2_export_model_to_zip -d 990 -c 3d_fullres 2d -f 0``; keeps only its member list.
+
+    The zip itself (progress plots included) is too large to commit, so ``export_members.json``
+    records what nnunetv2 puts into one, and the tests build a zip with those names.
+    """
+    from nnunetv2.model_sharing.model_export import export_pretrained_model
+
+    target = work / "export.zip"
+    export_pretrained_model(DATASET, str(target), configurations=SELECTION, folds=SELECTION_FOLDS)
+    with zipfile.ZipFile(target) as archive:
+        names = [info.filename for info in archive.infolist()]
+    (work / "export_members.json").write_text(json.dumps(names, indent=2) + "\n")
+
+
 def manifest(work: Path, epochs: int, iterations: int) -> None:
     record = {
         "nnunetv2": version("nnunetv2"),
@@ -376,7 +392,7 @@ def manifest(work: Path, epochs: int, iterations: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path, help="work folder (raw, preprocessed, results, ...)")
-    steps = ("dataset", "plan", "train", "predict", "select", "manifest")
+    steps = ("dataset", "plan", "train", "predict", "select", "export", "manifest")
     parser.add_argument("step", choices=steps)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--iterations-per-epoch", type=int, default=25)
@@ -394,6 +410,8 @@ def main() -> None:
         predict(work / "results", work / "imagesTs", work / "predictions")
     elif args.step == "select":
         select(work / "preprocessed", work / "predictions")
+    elif args.step == "export":
+        export(work)
     else:
         manifest(work, args.epochs, args.iterations_per_epoch)
 

@@ -44,6 +44,7 @@ $PY plan
 nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $PY train --epochs "$EPOCHS" --iterations-per-epoch "$ITERATIONS" >> "$WORK/fixture.log" 2>&1
 $PY predict >> "$WORK/fixture.log" 2>&1
 nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $PY select >> "$WORK/fixture.log" 2>&1
+$PY export >> "$WORK/fixture.log" 2>&1
 $PY manifest --epochs "$EPOCHS" --iterations-per-epoch "$ITERATIONS"
 
 rm -rf "$TARGET/results" "$TARGET/predictions" "$TARGET/imagesTs"
@@ -74,5 +75,5 @@ for run in "$WORK/predictions"/*; do
     cp "$run"/*.nii.gz "$out/"
     if compgen -G "$run/*.npz" > /dev/null; then cp "$run"/*.npz "$out/"; fi
 done
-cp "$WORK/manifest.json" "$TARGET/manifest.json"
+cp "$WORK/manifest.json" "$WORK/export_members.json" "$TARGET/"
 du -sh "$TARGET"
