@@ -51,6 +51,9 @@ class TrainingSettings:
     seed: int | None = None
     tile_step: float = 0.5
     mirror_tta: bool = True
+    # The model folder this run was warm-started from (``train --from-model``), kept so the run
+    # documents where its first weights came from; None = trained from scratch.
+    from_model: str | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
