@@ -88,6 +88,7 @@ def main() -> None:
         "cases": len(rows),
         "overall_agreement": round(same / total, 6),
         "worst_case_agreement": min(r["agreement"] for r in rows),
+        "mean_case_agreement": round(sum(r["agreement"] for r in rows) / len(rows), 6),
     }
     print(json.dumps(summary))
 

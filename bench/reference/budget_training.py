@@ -52,9 +52,20 @@ def main() -> None:
     parser.add_argument("fold", type=int)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--iterations-per-epoch", type=int, default=25)
+    parser.add_argument(
+        "--validation-iterations", type=int, default=50, help="per epoch (the trainer's 50)"
+    )
+    parser.add_argument(
+        "--plans", default="nnUNetPlans", help="plans name, e.g. nnUNetResEncUNetMPlans"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="instead of the plan's (a CPU budget)"
+    )
     args = parser.parse_args()
 
-    plans = json.loads((args.preprocessed / "nnUNetPlans.json").read_text())
+    plans = json.loads((args.preprocessed / f"{args.plans}.json").read_text())
+    if args.batch_size is not None:  # the network and the inference do not depend on it
+        plans["configurations"][args.configuration]["batch_size"] = args.batch_size
     plans["continue_training"] = False  # the reference's entry point adds this key before use
     dataset_json = json.loads((args.preprocessed / "dataset.json").read_text())
     torch.set_num_threads(os.cpu_count() or 1)  # what nnUNetv2_train does for -device cpu
@@ -63,6 +74,7 @@ def main() -> None:
     )
     trainer.num_epochs = args.epochs
     trainer.num_iterations_per_epoch = args.iterations_per_epoch
+    trainer.num_val_iterations_per_epoch = args.validation_iterations
     train_clock, val_clock = StepClock(), StepClock()
     trainer.train_step = train_clock.wrap(trainer.train_step)
     trainer.validation_step = val_clock.wrap(trainer.validation_step)
