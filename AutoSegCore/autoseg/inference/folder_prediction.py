@@ -20,7 +20,7 @@ from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import InputCase, find_input_cases
 from autoseg.paths import make_folder
 from autoseg.progress import ProgressCallback
-from autoseg.results_layout import model_folder_name, split_model_folder_name
+from autoseg.results_layout import model_folder_name, named_model_folder, split_model_folder_name
 
 if TYPE_CHECKING:
     from autoseg.inference.model_folder import ModelFolder
@@ -113,9 +113,10 @@ def previous_stage_model(model: ModelFolder) -> ModelFolder:
     """The model of the stage before a cascade stage: same trainer, plans, folds and checkpoint."""
     from autoseg.inference.model_folder import ModelFolder  # noqa: PLC0415 (pulls in torch)
 
-    trainer, plans, _ = split_model_folder_name(model.path.name)
+    named = named_model_folder(model.path)  # a kept version uses the current previous stage
+    trainer, plans, _ = split_model_folder_name(named.name)
     stage = str(model.config.previous_stage)
-    folder = model.path.parent / model_folder_name(trainer, plans, stage)
+    folder = named.parent / model_folder_name(trainer, plans, stage)
     if not folder.is_dir():
         raise AutoSegError(
             f"{model.path.name} is a cascade stage after {stage!r}, but {folder} does not exist. "

@@ -6,6 +6,8 @@ checkpoints. The folder is self-contained: the network is rebuilt from the plans
 the weights are read with ``weights_only=True``, so serving a model needs no trainer code, no
 environment variables and no pickles. Opening a folder checks every file up front, so a broken or
 incomplete model fails with one clear message instead of after the first case was preprocessed.
+A version kept by a later training (``<model folder>/versions/<n>/``, see results_layout.py) is a
+model folder of the same form and opens the same way; its ``versions/`` is never taken for a fold.
 
 nnU-Net v2's model folders have the same layout and run as they are: their plans.json is translated
 (``autoseg.interop.nnunet_plans``), their checkpoints are read with a short numpy allow-list and
@@ -30,6 +32,7 @@ from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans, plans_from_nnunet
 from autoseg.network import build_network
 from autoseg.plans import ConfigurationPlan, Plans
+from autoseg.results_layout import named_model_folder
 
 PLANS_FILE = "plans.json"
 DATASET_FILE = "dataset.json"
@@ -38,8 +41,9 @@ ALL_FOLD = "all"
 
 
 def _parse_folder_name(path: Path) -> str:
-    """The configuration from a folder named ``<trainer>__<plans>__<configuration>``."""
-    parts = path.name.split("__")
+    """The configuration from a folder named ``<trainer>__<plans>__<configuration>`` (for a kept
+    version ``<model folder>/versions/<n>``, from the model folder's name)."""
+    parts = named_model_folder(path).name.split("__")
     if len(parts) != 3 or not all(parts):
         raise AutoSegError(
             f"{path}: a model folder is named <trainer>__<plans>__<configuration> "

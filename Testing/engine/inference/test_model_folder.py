@@ -179,3 +179,24 @@ def test_weights_that_do_not_fit_the_plans_are_one_clear_line(folder: Path) -> N
     assert "\n" not in message
     assert str(folder / "fold_0" / FINAL) in message
     assert "do not fit the network of plans.json" in message
+
+
+def test_a_kept_version_opens_as_a_model_with_its_own_folds(folder: Path) -> None:
+    """versions/<n> takes its configuration from the model folder above it; the model folder's
+    own fold detection never mistakes versions/ for a fold."""
+    version = folder / "versions" / "1"
+    version.mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        shutil.copyfile(folder / name, version / name)
+    shutil.copytree(folder / "fold_1", version / "fold_1")
+    kept = ModelFolder.open(version)
+    assert kept.configuration == "3d_fullres"
+    assert kept.folds == ("1",)
+    assert kept.path == version
+    assert ModelFolder.open(folder).folds == ("0", "1")
+
+
+def test_a_number_outside_versions_is_not_a_model_folder(folder: Path) -> None:
+    stray = folder.parent / "7"
+    shutil.copytree(folder, stray)
+    assert "<trainer>__<plans>__<configuration>" in _one_line_error(stray)
