@@ -27,6 +27,13 @@ from autoseg.planning import (
     plan_experiment,
 )
 from autoseg.planning.fingerprint import FINGERPRINT_FILE, planned_from, stale_reason
+from autoseg.planning.plans_transfer import (
+    added_labels,
+    read_model_plans,
+    transfer_plans,
+    transferred_from,
+)
+from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import Plans
 from autoseg.preprocessing import preprocess_dataset
 from autoseg.progress import ProgressCallback, no_progress
@@ -110,8 +117,8 @@ def _note(line: str) -> None:
 
 def _outdated_plans(folders: DatasetFolders, plans: Plans) -> str | None:
     """Why the plans may not describe the current raw data; None when they do (or no fingerprint
-    is there to tell)."""
-    if not folders.fingerprint_file.is_file():
+    is there to tell). Plans copied from a model describe the model's data, not this fingerprint."""
+    if not folders.fingerprint_file.is_file() or transferred_from(plans) is not None:
         return None
     fingerprint = DatasetFingerprint.load(folders.fingerprint_file)
     raw = open_raw_dataset(folders.raw, folders.env)
@@ -161,6 +168,32 @@ def plan_dataset(folders: DatasetFolders, options: PlannerOptions | None = None)
     plans.save(plans_file)
     shutil.copy2(folders.raw / DATASET_JSON, folders.preprocessed / DATASET_JSON)
     return plans
+
+
+@dataclass(frozen=True)
+class TransferredPlans:
+    """Plans written from a model's (``plan_dataset_from_model``) and the labels the dataset adds."""
+
+    plans: Plans
+    added_labels: tuple[str, ...]
+
+
+def plan_dataset_from_model(
+    folders: DatasetFolders, model_folder: Path, plans_name: str | None = None
+) -> TransferredPlans:
+    """Write ``<plans_name>.json`` from a trained model's plans (see planning/plans_transfer.py).
+
+    The dataset's channels must be the model's; it may add labels. No fingerprint is needed: every
+    planned value is the model's.
+    """
+    raw = open_raw_dataset(folders.raw, folders.env)
+    model = read_model_plans(model_folder)
+    added = added_labels(model, raw.spec, str(folders.raw / DATASET_JSON))
+    plans = transfer_plans(model, folders.name, plans_name or DEFAULT_PLANS_NAME, raw.reader.name)
+    make_folder(folders.preprocessed, "the preprocessed data folder (--preprocessed)")
+    plans.save(folders.plans_file(plans.plans_name))
+    shutil.copy2(folders.raw / DATASET_JSON, folders.preprocessed / DATASET_JSON)
+    return TransferredPlans(plans, added)
 
 
 def preprocess_configurations(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from autoseg.cli.common import (
@@ -16,14 +17,17 @@ from autoseg.cli.common import (
     roots_from,
 )
 from autoseg.cli.data_commands import print_problems
+from autoseg.errors import AutoSegError
 from autoseg.integrity import verify_or_raise
 from autoseg.plan_summary import format_plans
 from autoseg.planning import PlannerOptions, get_preset
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
+from autoseg.results_layout import split_model_folder_name
 from autoseg.stages import (
     DatasetFolders,
     fingerprint_dataset,
     plan_dataset,
+    plan_dataset_from_model,
     preprocess_configurations,
 )
 
@@ -67,6 +71,25 @@ def _add_planner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-overwrite_plans_name", dest="plans_name", default=None, help="name of the plans file"
     )
+    parser.add_argument(
+        "--plans-from",
+        "--plans_from",
+        dest="plans_from",
+        type=Path,
+        default=None,
+        metavar="MODEL_FOLDER",
+        help="copy a trained model's plans (spacing, patch, normalization and its intensity "
+        "statistics, network) instead of planning, e.g. to fine-tune it with train --from-model; "
+        "an AutoSeg or nnU-Net model folder (<trainer>__<plans>__<configuration>)",
+    )
+
+
+# Planner flags that choose planned values, which --plans-from takes from the model instead.
+_PLANNER_CHOICES = (
+    ("planner", "default", "-pl"),
+    ("gpu_memory_target", None, "--gpu-memory-target"),
+    ("overwrite_target_spacing", None, "-overwrite_target_spacing"),
+)
 
 
 def _add_preprocess_arguments(parser: argparse.ArgumentParser, plans_flag: bool) -> None:
@@ -74,8 +97,9 @@ def _add_preprocess_arguments(parser: argparse.ArgumentParser, plans_flag: bool)
         "-c",
         dest="configurations",
         nargs="+",
-        default=list(DEFAULT_CONFIGURATIONS),
-        help="configurations to preprocess (missing ones, e.g. 3d_lowres, are skipped)",
+        default=None,
+        help="configurations to preprocess (missing ones, e.g. 3d_lowres, are skipped; default "
+        f"{' '.join(DEFAULT_CONFIGURATIONS)}, or the model's with --plans-from)",
     )
     parser.add_argument(
         "-np",
@@ -99,11 +123,17 @@ def _processes(args: argparse.Namespace, *names: str) -> int:
     return default_processes()
 
 
-def _fingerprint(folders: DatasetFolders, args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    processes = _processes(args, "fingerprint_processes", "num_processes")
+def _verify(
+    folders: DatasetFolders, args: argparse.Namespace, env: Mapping[str, str], processes: int
+) -> None:
     if args.verify_dataset_integrity:
         print(f"Verifying {folders.raw}")
         print_problems(verify_or_raise(folders.raw, processes, env, progress_from(args)))
+
+
+def _fingerprint(folders: DatasetFolders, args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    processes = _processes(args, "fingerprint_processes", "num_processes")
+    _verify(folders, args, env, processes)
     fingerprint_dataset(folders, processes, args.clean, progress_from(args))
     print(f"Fingerprint: {folders.fingerprint_file}")
 
@@ -120,14 +150,44 @@ def _plan(folders: DatasetFolders, args: argparse.Namespace) -> str:
     return plans.plans_name
 
 
+def _plan_from_model(folders: DatasetFolders, args: argparse.Namespace) -> str:
+    """--plans-from: the model's plans, renamed for this dataset (see planning/plans_transfer)."""
+    chosen = [flag for name, default, flag in _PLANNER_CHOICES if getattr(args, name) != default]
+    if chosen:
+        raise AutoSegError(
+            f"--plans-from {args.plans_from}: every planned value comes from the model, so "
+            f"{', '.join(chosen)} cannot be used with it. Fix: drop {', '.join(chosen)}."
+        )
+    transferred = plan_dataset_from_model(folders, args.plans_from, args.plans_name)
+    plans = transferred.plans
+    print(format_plans(plans))
+    print(f"Plans: {folders.plans_file(plans.plans_name)} (the plans of {args.plans_from})")
+    if transferred.added_labels:
+        print(
+            f"Labels added to the model's: {', '.join(transferred.added_labels)} (fine-tuning "
+            "with train --from-model starts the segmentation heads fresh)"
+        )
+    return plans.plans_name
+
+
+def _configurations(args: argparse.Namespace) -> list[str]:
+    """-c as given; else the model's configuration with --plans-from, else the usual three."""
+    if args.configurations:
+        return list(args.configurations)
+    if getattr(args, "plans_from", None) is not None:
+        return [split_model_folder_name(args.plans_from.name)[2]]  # checked by the plan step
+    return list(DEFAULT_CONFIGURATIONS)
+
+
 def _preprocess(folders: DatasetFolders, args: argparse.Namespace, plans_name: str) -> None:
     processes: int | list[int] = args.num_processes or default_processes()
     if isinstance(processes, list) and len(processes) == 1:
         processes = processes[0]
+    configurations = _configurations(args)
     done = preprocess_configurations(
-        folders, plans_name, args.configurations, processes, args.clean, progress_from(args)
+        folders, plans_name, configurations, processes, args.clean, progress_from(args)
     )
-    skipped = [c for c in args.configurations if c not in done]
+    skipped = [c for c in configurations if c not in done]
     if skipped:
         print(f"Skipped (not in the plans): {', '.join(skipped)}")
     print(f"Preprocessed {', '.join(done) or 'nothing'} into {folders.preprocessed}")
@@ -141,10 +201,13 @@ def _for_each_dataset(
     for identifier in args.datasets:
         folders = DatasetFolders.resolve(identifier, roots, env)
         plans_name = getattr(args, "plans_name", None) or DEFAULT_PLANS_NAME
-        if FINGERPRINT in steps:
+        from_model = getattr(args, "plans_from", None) is not None
+        if FINGERPRINT in steps and not from_model:
             _fingerprint(folders, args, env)
+        elif FINGERPRINT in steps:  # the model's plans need no fingerprint; verify still runs
+            _verify(folders, args, env, _processes(args, "fingerprint_processes", "num_processes"))
         if PLAN in steps:
-            plans_name = _plan(folders, args)
+            plans_name = _plan_from_model(folders, args) if from_model else _plan(folders, args)
         if PREPROCESS in steps and not getattr(args, "no_pp", False):
             _preprocess(folders, args, plans_name)
     return 0

@@ -1,0 +1,178 @@
+"""A trained model's plans reused for another dataset (``plan_and_preprocess --plans-from MODEL``).
+
+Fine-tuning a model on more cases (its dataset grew, or a related dataset) only works when the new
+cases are preprocessed exactly as the model's training cases were: the same target spacing, axis
+order, normalization (with the model's intensity statistics, which CT clipping depends on), and the
+same network and patch size, so that the weights fit. Planning the new dataset from its own
+fingerprint would choose other values. So the model's plans are copied, the way nnU-Net's
+move_plans_between_datasets does, and only what names the dataset changes: the dataset name, the
+plans name (and the data identifiers derived from it), and the image reader (the new dataset's files
+may be another format). Where the plans came from is recorded in them (``plans_from``), which also
+tells the stages not to compare them with the new dataset's fingerprint.
+
+The dataset must have the model's channels, in the model's order; it may add label classes (the
+network's segmentation heads then start fresh when fine-tuning) but not drop or renumber the
+model's. An nnU-Net v2 model folder works too: its plans are translated on the way in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from autoseg.dataset import DATASET_JSON, DatasetSpec, load_dataset_json
+from autoseg.errors import AutoSegError
+from autoseg.interop.nnunet_plans import is_nnunet_plans, plans_from_nnunet
+from autoseg.labels import IGNORE_NAME
+from autoseg.plans import ConfigurationPlan, Plans
+from autoseg.results_layout import split_model_folder_name
+
+PLANS_FROM_KEY = "plans_from"
+MODEL_PLANS_FILE = "plans.json"
+ORIGIN_KEY = "origin"
+
+
+@dataclass(frozen=True)
+class ModelPlans:
+    """What a model folder says about how its training data was prepared, and what it predicts.
+
+    Attributes:
+        folder: the model folder (``<trainer>__<plans>__<configuration>``).
+        configuration: the trained configuration, from the folder name.
+        plans: its plans (an nnU-Net model's translated into AutoSeg's).
+        dataset: its dataset.json (channels and labels the weights were trained for).
+    """
+
+    folder: Path
+    configuration: str
+    plans: Plans
+    dataset: DatasetSpec
+
+    @property
+    def config(self) -> ConfigurationPlan:
+        return self.plans.configuration(self.configuration)
+
+
+def _folder_configuration(folder: Path) -> str:
+    try:
+        return split_model_folder_name(folder.name)[2]
+    except ValueError:
+        raise AutoSegError(
+            f"{folder}: not a model folder (its name must be <trainer>__<plans>__<configuration>, "
+            "e.g. AutoSegTrainer__AutoSegPlans__3d_fullres). Fix: pass the folder training wrote."
+        ) from None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise AutoSegError(
+            f"{path.parent}: {path.name} is missing ({what}). Fix: pass a complete model folder as "
+            "training wrote it."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AutoSegError(f"{path}: cannot read it as JSON ({error}). Fix: restore it.") from None
+    if not isinstance(data, dict):
+        raise AutoSegError(f"{path}: holds no JSON object. Fix: restore the file.")
+    return data
+
+
+def read_model_plans(folder: Path) -> ModelPlans:
+    """The plans and dataset description of an AutoSeg or nnU-Net v2 model folder (no weights)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AutoSegError(
+            f"{folder}: model folder not found. Fix: pass the folder training wrote "
+            "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
+        )
+    configuration = _folder_configuration(folder)
+    plans_file = folder / MODEL_PLANS_FILE
+    data = _read_json(plans_file, "the plans the model was trained with")
+    if is_nnunet_plans(data):
+        plans = plans_from_nnunet(data, str(plans_file), configuration)
+    else:
+        plans = Plans.from_json(data, str(plans_file))
+    plans.configuration(configuration)  # the trained one must be there (error lists the others)
+    _read_json(folder / DATASET_JSON, "the labels and channels the model predicts")
+    return ModelPlans(folder, configuration, plans, load_dataset_json(folder / DATASET_JSON))
+
+
+def _check_channels(model: ModelPlans, dataset: DatasetSpec, where: str) -> None:
+    ours = [c.casefold() for c in dataset.channel_names]
+    theirs = [c.casefold() for c in model.dataset.channel_names]
+    if ours != theirs:
+        raise AutoSegError(
+            f"{where}: the channels {list(dataset.channel_names)} are not the model's "
+            f"{list(model.dataset.channel_names)} ({model.folder}). Fix: the dataset needs the "
+            "model's channels in the model's order (rename channel_names in its dataset.json if "
+            "only the names differ), or use a model trained on these channels."
+        )
+
+
+def _check_labels(model: ModelPlans, dataset: DatasetSpec, where: str) -> tuple[str, ...]:
+    ours = dict(dataset.labels.entries)
+    for name, value in model.dataset.labels.entries:
+        if ours.get(name) != value:
+            found = "missing" if name not in ours else f"{ours[name]!r}"
+            raise AutoSegError(
+                f"{where}: the model's label '{name}' = {value!r} is {found} in this dataset "
+                f"({model.folder}). Fix: keep the model's labels and values in dataset.json (new "
+                "labels may be added), or start from the model's trunk only with "
+                "'train -pretrained_weights <checkpoint>'."
+            )
+    known = {name for name, _ in model.dataset.labels.entries}
+    return tuple(name for name, _ in dataset.labels.entries if name not in known | {IGNORE_NAME})
+
+
+def added_labels(model: ModelPlans, dataset: DatasetSpec, where: str) -> tuple[str, ...]:
+    """The label names ``dataset`` adds to the model's; an error when it cannot use the model.
+
+    ``where`` names the dataset in the error (its dataset.json). Channels must be the model's, in
+    order; every label of the model must keep its value; new labels are allowed.
+    """
+    _check_channels(model, dataset, where)
+    return _check_labels(model, dataset, where)
+
+
+def _data_identifier(identifier: str, old_plans: str, new_plans: str) -> str:
+    """``<plans>_<configuration>`` follows the plans name, so the data of two plans never mixes."""
+    if identifier.startswith(old_plans):
+        return new_plans + identifier[len(old_plans) :]
+    return f"{new_plans}_{identifier}"
+
+
+def transfer_plans(model: ModelPlans, dataset_name: str, plans_name: str, reader: str) -> Plans:
+    """The model's plans, renamed for ``dataset_name`` and read with the dataset's ``reader``."""
+    source = model.plans
+    configurations = {
+        name: replace(
+            config,
+            data_identifier=_data_identifier(config.data_identifier, source.plans_name, plans_name),
+        )
+        for name, config in source.configurations.items()
+    }
+    extra: Mapping[str, Any] = {k: v for k, v in source.extra.items() if k != ORIGIN_KEY}
+    record = {
+        "model_folder": str(model.folder.resolve()),
+        "configuration": model.configuration,
+        "dataset_name": source.dataset_name,
+        "plans_name": source.plans_name,
+    }
+    return replace(
+        source,
+        dataset_name=dataset_name,
+        plans_name=plans_name,
+        image_reader_writer=reader,
+        configurations=configurations,
+        extra={**extra, PLANS_FROM_KEY: record},
+    )
+
+
+def transferred_from(plans: Plans) -> dict[str, Any] | None:
+    """Where plans were copied from (``--plans-from``), or None for plans made from a fingerprint."""
+    record = plans.extra.get(PLANS_FROM_KEY)
+    return record if isinstance(record, dict) else None
