@@ -82,6 +82,8 @@ class NnUNetCheckpoint:
     configuration: str | None
     trainer_name: str | None
     mirror_axes: tuple[int, ...]
+    # Epochs the checkpoint was trained for (its current_epoch), which fine-tuning scales from.
+    current_epoch: int | None = None
 
     def as_autoseg_state(self) -> dict[str, Any]:
         """The same content in the shape of an AutoSeg checkpoint (for the model folder)."""
@@ -90,6 +92,7 @@ class NnUNetCheckpoint:
             "configuration": self.configuration,
             "trainer_name": self.trainer_name,
             "inference_allowed_mirroring_axes": list(self.mirror_axes),
+            "current_epoch": self.current_epoch,
         }
 
 
@@ -101,9 +104,11 @@ def load_nnunet_checkpoint(path: Path) -> NnUNetCheckpoint:
     state = _load(path)
     init_args = state.get("init_args") if isinstance(state.get("init_args"), dict) else {}
     axes = state.get("inference_allowed_mirroring_axes")
+    epoch = state.get("current_epoch")
     return NnUNetCheckpoint(
         network_weights=autoseg_state_dict(state["network_weights"], path),
         configuration=init_args.get("configuration"),
         trainer_name=state.get("trainer_name"),
         mirror_axes=tuple(int(a) for a in axes) if axes is not None else (),
+        current_epoch=int(epoch) if isinstance(epoch, int | float) else None,
     )
