@@ -74,6 +74,25 @@ def export_model(
     export leaves no broken zip and nothing the user made is lost.
     """
     options = options or ExportOptions()
+    output = Path(output_zip)
+    source, models = models_to_export(results_dataset_dir, output, options)
+    files = _shared_files(source)
+    for model, folds in models:
+        files += _model_files(model)
+        for fold in folds:
+            files += _fold_files(fold, options)
+    _write_zip(files, source, output)
+    return output
+
+
+def models_to_export(
+    results_dataset_dir: Path, output_zip: Path, options: ExportOptions
+) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+    """The checks every export makes before writing (dataset folder, checkpoint name, a new zip)
+    and the chosen model folders, each with its chosen fold folders.
+
+    Shared with the nnU-Net export (``autoseg.interop.nnunet_export``), so both formats choose
+    models, folds and checkpoints by the same rules."""
     source = _check_dataset_folder(Path(results_dataset_dir))
     _check_checkpoint_name(options.checkpoint)
     output = Path(output_zip)
@@ -82,13 +101,7 @@ def export_model(
             f"{output} already exists; export never overwrites a file. "
             "Choose another file name or move the existing file away."
         )
-    files = _shared_files(source)
-    for model in _model_folders(source, options):
-        files += _model_files(model)
-        for fold in _fold_folders(model, options.folds):
-            files += _fold_files(fold, options)
-    _write_zip(files, source, output)
-    return output
+    return source, [(m, _fold_folders(m, options.folds)) for m in _model_folders(source, options)]
 
 
 def _check_dataset_folder(folder: Path) -> Path:
