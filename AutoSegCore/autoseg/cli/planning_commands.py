@@ -21,8 +21,8 @@ from autoseg.errors import AutoSegError
 from autoseg.integrity import verify_or_raise
 from autoseg.plan_summary import format_plans
 from autoseg.planning import PlannerOptions, get_preset
+from autoseg.planning.plans_transfer import model_configuration
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
-from autoseg.results_layout import split_model_folder_name
 from autoseg.stages import (
     DatasetFolders,
     fingerprint_dataset,
@@ -175,7 +175,7 @@ def _configurations(args: argparse.Namespace) -> list[str]:
     if args.configurations:
         return list(args.configurations)
     if getattr(args, "plans_from", None) is not None:
-        return [split_model_folder_name(args.plans_from.name)[2]]  # checked by the plan step
+        return [model_configuration(args.plans_from)]
     return list(DEFAULT_CONFIGURATIONS)
 
 

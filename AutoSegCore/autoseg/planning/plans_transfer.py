@@ -28,7 +28,7 @@ from autoseg.errors import AutoSegError
 from autoseg.interop.nnunet_plans import is_nnunet_plans, plans_from_nnunet
 from autoseg.labels import IGNORE_NAME
 from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import split_model_folder_name
+from autoseg.results_layout import named_model_folder, split_model_folder_name
 
 PLANS_FROM_KEY = "plans_from"
 MODEL_PLANS_FILE = "plans.json"
@@ -40,7 +40,7 @@ class ModelPlans:
     """What a model folder says about how its training data was prepared, and what it predicts.
 
     Attributes:
-        folder: the model folder (``<trainer>__<plans>__<configuration>``).
+        folder: the model folder (``<trainer>__<plans>__<configuration>``, or a version kept in one).
         configuration: the trained configuration, from the folder name.
         plans: its plans (an nnU-Net model's translated into AutoSeg's).
         dataset: its dataset.json (channels and labels the weights were trained for).
@@ -56,9 +56,10 @@ class ModelPlans:
         return self.plans.configuration(self.configuration)
 
 
-def _folder_configuration(folder: Path) -> str:
+def model_configuration(folder: Path) -> str:
+    """The configuration a model folder (or a version kept in it) was trained for, by its name."""
     try:
-        return split_model_folder_name(folder.name)[2]
+        return split_model_folder_name(named_model_folder(folder).name)[2]
     except ValueError:
         raise AutoSegError(
             f"{folder}: not a model folder (its name must be <trainer>__<plans>__<configuration>, "
@@ -89,7 +90,7 @@ def read_model_plans(folder: Path) -> ModelPlans:
             f"{folder}: model folder not found. Fix: pass the folder training wrote "
             "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
         )
-    configuration = _folder_configuration(folder)
+    configuration = model_configuration(folder)
     plans_file = folder / MODEL_PLANS_FILE
     data = _read_json(plans_file, "the plans the model was trained with")
     if is_nnunet_plans(data):

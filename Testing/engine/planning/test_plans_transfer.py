@@ -177,3 +177,12 @@ def test_an_nnunet_model_folders_plans_are_translated(tmp_path: Path) -> None:
     )
     assert result.added_labels == ("rim",)
     assert "origin" not in Plans.load(folders.plans_file("AutoSegPlans")).extra
+
+
+def test_a_kept_model_version_serves_as_the_model(model: Path, tmp_path: Path) -> None:
+    version = model / "versions" / "1"
+    shutil.copytree(model, version, ignore=shutil.ignore_patterns("versions"))
+    folders = target_folders(tmp_path)
+    plans = plan_dataset_from_model(folders, version).plans
+    assert transferred_from(plans)["configuration"] == "3d_fullres"
+    assert transferred_from(plans)["model_folder"] == str(version.resolve())
