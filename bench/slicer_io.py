@@ -3,7 +3,7 @@
 What a user waits for in Slicer besides the engine: "Add case" (a volume and a 3-label
 segmentation written as a training case through ``AutoSegTrainLib.case_export``) and importing a
 prediction (a label file read into a named, coloured segmentation through
-``AutoSegPredictLib.segmentation_import``), plus writing the input volume for prediction. Each
+``AutoSegCoreLib.segmentation_import``), plus writing the input volume for prediction. Each
 stage prints seconds and the process's peak RSS so far.
 
     python bench/slicer_io.py [--size 512 512 300] [--labels 3]
@@ -29,8 +29,8 @@ for folder in ("AutoSegCore", "AutoSegTrain", "AutoSegPredict"):
 import slicer  # noqa: E402  (slicer-core, after the module folders are on the path)
 
 from AutoSegCoreLib.headless_mrml import headless_scene  # noqa: E402
-from AutoSegPredictLib.segmentation_import import import_label_file  # noqa: E402
-from AutoSegPredictLib.volume_io import write_input_volumes  # noqa: E402
+from AutoSegCoreLib.segmentation_import import import_label_file  # noqa: E402
+from AutoSegCoreLib.volume_io import write_input_volumes  # noqa: E402
 from AutoSegTrainLib.case_export import export_case  # noqa: E402
 from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: E402
 

@@ -132,8 +132,8 @@ def import_scenario_prediction(scene: object, folder: Path) -> tuple:
     file the Predict logic writes), made here from the known masks, so no torch is needed.
     Returns (volume, segmentation node).
     """
-    from AutoSegPredictLib.segmentation_import import import_label_file  # noqa: PLC0415
-    from AutoSegPredictLib.volume_io import write_input_volumes  # noqa: PLC0415
+    from AutoSegCoreLib.segmentation_import import import_label_file  # noqa: PLC0415
+    from AutoSegCoreLib.volume_io import write_input_volumes  # noqa: PLC0415
 
     volume, _ = add_synthetic_case(scene, 3, oblique=True)
     (image_file,) = write_input_volumes([volume], Path(folder) / "input")

@@ -30,9 +30,9 @@ import slicer
 
 from autoseg.errors import AutoSegError
 from AutoSegCoreLib.process_runner import EngineProcess, ProcessEvent
+from AutoSegCoreLib.segmentation_import import import_label_file
+from AutoSegCoreLib.volume_io import VolumeError, as_volume_list, write_input_volumes
 from AutoSegPredictLib.model_catalog import ModelDescription, describe_model
-from AutoSegPredictLib.segmentation_import import import_label_file
-from AutoSegPredictLib.volume_io import VolumeError, as_volume_list, write_input_volumes
 
 CASE_ID = "case"
 INPUT_FOLDER = "input"

@@ -28,6 +28,14 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from autoseg.dataset import IMAGES_DIR, LABELS_DIR
 from autoseg.errors import AutoSegError
+from AutoSegCoreLib.volume_io import (
+    as_array,
+    check_channel_volume,
+    check_same_grid,
+    ijk_to_ras_matrix,
+    label_map_node,
+    write_volume_file,
+)
 from AutoSegTrainLib.dataset_folder import (
     WRITABLE_FILE_ENDINGS,
     DatasetInfo,
@@ -39,8 +47,6 @@ from AutoSegTrainLib.dataset_folder import (
 )
 from AutoSegTrainLib.label_mapping import plan_label_values
 
-#: Largest difference of two IJK->RAS matrix entries (mm, or direction units) that is one grid.
-GRID_TOLERANCE = 1e-4
 _CASE_ID = re.compile(r'[^/\\:*?"<>|\s.][^/\\:*?"<>|\s]*')
 _HARDEN_FIX = (
     "Fix: harden the transform (Data module: right-click the node > Harden transform) or move "
@@ -102,31 +108,6 @@ def _check_dataset(info: DatasetInfo) -> None:
         )
 
 
-def _as_array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def _ijk_to_ras(volume: slicer.vtkMRMLScalarVolumeNode) -> vtk.vtkMatrix4x4:
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    return matrix
-
-
-def _channel_image(volume: object, index: int, channel: str) -> vtk.vtkImageData:
-    what = f'channel {index} ("{channel}")'
-    if not isinstance(volume, slicer.vtkMRMLScalarVolumeNode):
-        raise CaseExportError(f"{what}: {volume!r} is not a scalar volume. Fix: select a volume.")
-    image = volume.GetImageData()
-    if image is None or image.GetNumberOfPoints() == 0:
-        raise CaseExportError(f'{what}: volume "{volume.GetName()}" has no voxels. Fix: load it.')
-    if image.GetNumberOfScalarComponents() != 1:
-        raise CaseExportError(
-            f'{what}: volume "{volume.GetName()}" has {image.GetNumberOfScalarComponents()} '
-            "components per voxel (e.g. RGB). Fix: convert it to a scalar (grey-value) volume."
-        )
-    return image
-
-
 def _check_volumes(info: DatasetInfo, volumes: Sequence[slicer.vtkMRMLScalarVolumeNode]) -> None:
     channels = ", ".join(f"{i}: {c}" for i, c in enumerate(info.channel_names))
     if len(volumes) != len(info.channel_names):
@@ -136,20 +117,10 @@ def _check_volumes(info: DatasetInfo, volumes: Sequence[slicer.vtkMRMLScalarVolu
             f"{len(volumes)} volume(s) were given ({given}). Fix: select one volume per channel, "
             "in this order."
         )
-    pairs = enumerate(zip(volumes, info.channel_names, strict=True))
-    images = [_channel_image(volume, i, channel) for i, (volume, channel) in pairs]
-    first, first_grid = volumes[0], _as_array(_ijk_to_ras(volumes[0]))
-    for volume, image in zip(volumes[1:], images[1:], strict=True):
-        same_size = image.GetDimensions() == images[0].GetDimensions()
-        if not same_size or not np.allclose(
-            _as_array(_ijk_to_ras(volume)), first_grid, atol=GRID_TOLERANCE
-        ):
-            raise CaseExportError(
-                f'Volume "{volume.GetName()}" (dimensions {image.GetDimensions()}) does not share '
-                f'the voxel grid of "{first.GetName()}" (dimensions {images[0].GetDimensions()}): '
-                "dimensions, spacing, origin and directions must match. Fix: resample "
-                f'"{volume.GetName()}" onto "{first.GetName()}" (Resample Scalar/Vector/DWI Volume).'
-            )
+    for index, volume in enumerate(volumes):
+        check_channel_volume(volume, index)
+    for volume in volumes[1:]:
+        check_same_grid(volumes[0], volume)
 
 
 def _moves_off_world(node: slicer.vtkMRMLTransformableNode) -> bool:
@@ -160,7 +131,7 @@ def _moves_off_world(node: slicer.vtkMRMLTransformableNode) -> bool:
         return True
     matrix = vtk.vtkMatrix4x4()
     parent.GetMatrixTransformToWorld(matrix)
-    return not np.allclose(_as_array(matrix), np.eye(4), atol=1e-9)
+    return not np.allclose(as_array(matrix), np.eye(4), atol=1e-9)
 
 
 def _check_transforms(nodes: Sequence[slicer.vtkMRMLTransformableNode]) -> None:
@@ -218,7 +189,7 @@ def _reference_grid(volume: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkOriente
     """Geometry only (no voxels allocated): the grid every segment is resampled onto."""
     grid = slicer.vtkOrientedImageData()
     grid.SetExtent(volume.GetImageData().GetExtent())
-    grid.SetImageToWorldMatrix(_ijk_to_ras(volume))
+    grid.SetImageToWorldMatrix(ijk_to_ras_matrix(volume))
     return grid
 
 
@@ -296,31 +267,6 @@ def _compose_label(
     return label
 
 
-def _label_node(label: np.ndarray, volume: slicer.vtkMRMLScalarVolumeNode) -> vtk.vtkObject:
-    """A label map node outside any scene, on the volume's grid, holding ``label``."""
-    image = vtk.vtkImageData()
-    image.SetExtent(volume.GetImageData().GetExtent())
-    scalar = vtk.VTK_UNSIGNED_CHAR if label.dtype == np.uint8 else vtk.VTK_UNSIGNED_SHORT
-    image.AllocateScalars(scalar, 1)
-    vtk_to_numpy(image.GetPointData().GetScalars())[:] = label
-    node = slicer.vtkMRMLLabelMapVolumeNode()
-    node.SetIJKToRASMatrix(_ijk_to_ras(volume))
-    node.SetAndObserveImageData(image)
-    return node
-
-
-def _write_node(node: slicer.vtkMRMLVolumeNode, path: Path) -> None:
-    """Slicer's own writer (RAS -> LPS handled by it), in the node's geometry, compressed."""
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
-    storage.SetUseCompression(True)
-    if storage.WriteData(node) != 1 or not path.is_file():
-        raise CaseExportError(
-            f"{path}: Slicer could not write this file. Fix: check that the dataset folder is "
-            "writable and the disk is not full."
-        )
-
-
 def _commit(moves: list[tuple[Path, Path]]) -> None:
     """Rename every temporary file to its target; undo all renames if one fails."""
     done: list[Path] = []
@@ -343,7 +289,7 @@ def _write_case(nodes: Sequence[slicer.vtkMRMLVolumeNode], files: list[Path]) ->
         for folder in {p.parent for p in files}:
             folder.mkdir(parents=True, exist_ok=True)
         for node, temporary in zip(nodes, temporaries, strict=True):
-            _write_node(node, temporary)
+            write_volume_file(node, temporary)
         _commit(list(zip(temporaries, files, strict=True)))
     finally:
         for temporary in temporaries:
@@ -391,7 +337,7 @@ def export_case(
         info = add_labels(info, plan.new_names)
         if plan_label_values(list(plan.values), info.labels).values != plan.values:  # type: ignore[arg-type]
             raise CaseExportError(f"{info.folder}: dataset.json changed while adding the case.")
-    _write_case([*volume_nodes, _label_node(label, volume_nodes[0])], files)
+    _write_case([*volume_nodes, label_map_node(label, volume_nodes[0])], files)
     return ExportedCase(
         case_id, tuple(files[:-1]), files[-1], plan.values, update_num_training(info)
     )

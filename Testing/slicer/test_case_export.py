@@ -13,6 +13,7 @@ import vtk
 from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from autoseg.integrity import verify_dataset
+from AutoSegCoreLib.volume_io import VolumeError
 from AutoSegTrainLib import case_export
 from AutoSegTrainLib.case_export import CaseExportError, NewLabelsNeedConfirmation, export_case
 from AutoSegTrainLib.dataset_folder import DatasetInfo, add_labels, create_dataset, open_dataset
@@ -145,7 +146,7 @@ def test_channels_on_different_grids_are_refused_naming_both(scene, tmp_path, ct
     shifted[0, 3] += 0.01
     other = add_volume("ADC", np.zeros(SHAPE, np.int16), shifted)
     segmentation = add_segmentation(scene, ct, {"gland": LIVER})
-    with pytest.raises(CaseExportError, match=r'"ADC" .* does not share the voxel grid of "CT"'):
+    with pytest.raises(VolumeError, match="volumes 'ADC' and 'CT' do not share one voxel grid"):
         export_case(info, [ct, other], segmentation, allow_new_labels=True)
     assert list((info.folder / "imagesTr").iterdir()) == []
 
@@ -236,14 +237,14 @@ def test_existing_case_is_refused_and_nothing_is_overwritten(scene, dataset, ct)
 
 def test_failed_write_leaves_no_half_case(scene, dataset, ct, monkeypatch):
     segmentation = add_segmentation(scene, ct, {"liver": LIVER})
-    original = case_export._write_node
+    original = case_export.write_volume_file
 
     def fail_on_the_label(node, path):
         if isinstance(node, slicer.vtkMRMLLabelMapVolumeNode):
             raise CaseExportError(f"{path}: disk full")
         original(node, path)
 
-    monkeypatch.setattr(case_export, "_write_node", fail_on_the_label)
+    monkeypatch.setattr(case_export, "write_volume_file", fail_on_the_label)
     with pytest.raises(CaseExportError, match="disk full"):
         export_case(dataset, [ct], segmentation, allow_new_labels=True)
     assert list((dataset.folder / "imagesTr").iterdir()) == []

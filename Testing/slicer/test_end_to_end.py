@@ -22,7 +22,7 @@ from AutoSegCoreLib.synthetic_scenario import (
     segment_scenario_volume,
     train_scenario_model,
 )
-from AutoSegPredictLib.volume_io import write_input_volumes
+from AutoSegCoreLib.volume_io import write_input_volumes
 
 
 def _node_labels(segmentation: object, volume: object, values: dict[str, int]) -> np.ndarray:

@@ -20,6 +20,7 @@ import pytest
 import SimpleITK as sitk
 import slicer
 
+from AutoSegCoreLib.volume_io import VolumeError, write_input_volumes
 from AutoSegPredictLib.predict_logic import (
     INPUT_REMOVED,
     AutoSegPredictLogic,
@@ -32,7 +33,6 @@ from AutoSegPredictLib.predict_logic import (
     listed_input_volumes,
     predict_arguments,
 )
-from AutoSegPredictLib.volume_io import VolumeError, write_input_volumes
 
 LABELS = {"background": 0, "organ": 1, "lesion": 2}
 FAKE_ENGINE = '''#!{python}

@@ -11,11 +11,12 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from AutoSegPredictLib.segmentation_import import (
+from AutoSegCoreLib.segmentation_import import (
     SegmentationImportError,
     import_label_file,
     label_color,
 )
+from AutoSegCoreLib.volume_io import VolumeError
 
 LABELS = {"liver": 1, "kidney": 2, "tumor": 5}
 SHAPE = (6, 7, 8)  # (K, J, I)
@@ -189,7 +190,7 @@ def test_a_file_on_another_grid_is_refused_and_adds_no_node(scene, volume, tmp_p
     }
     for name, (array, matrix) in cases.items():
         file = write_label_file(tmp_path / name, array, matrix)
-        with pytest.raises(SegmentationImportError, match="does not lie on the voxel grid"):
+        with pytest.raises(VolumeError, match="does not lie on the voxel grid"):
             import_label_file(file, volume, LABELS, name="ct segmentation")
     assert scene.GetNumberOfNodes() == count
 
@@ -197,10 +198,10 @@ def test_a_file_on_another_grid_is_refused_and_adds_no_node(scene, volume, tmp_p
 def test_files_that_hold_no_labels_are_refused(scene, volume, tmp_path: Path) -> None:
     probabilities = label_array().astype(np.float32) / 7
     file = write_label_file(tmp_path / "p.nii.gz", probabilities, oblique_matrix())
-    with pytest.raises(SegmentationImportError, match="holds float32 values") as caught:
+    with pytest.raises(VolumeError, match="holds float32 values") as caught:
         import_label_file(file, volume, LABELS, name="x")
     assert isinstance(caught.value, ValueError)
-    with pytest.raises(SegmentationImportError, match="cannot be read"):
+    with pytest.raises(VolumeError, match="cannot be read"):
         import_label_file(tmp_path / "missing.nii.gz", volume, LABELS, name="x")
     file = write_label_file(tmp_path / "l.nii.gz", label_array(), oblique_matrix())
     with pytest.raises(SegmentationImportError, match="label values must be unique"):

@@ -1,4 +1,4 @@
-"""volume_io: input files carry each volume's exact voxels and local geometry, or a clear refusal."""
+"""volume_io: files carry each volume's exact voxels and local geometry both ways, or a clear refusal."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from AutoSegPredictLib.volume_io import (
+from AutoSegCoreLib.volume_io import (
     VolumeError,
     as_volume_list,
     ijk_to_ras,
+    label_map_node,
+    read_label_array,
+    read_volume_file,
+    same_grid,
     write_input_volumes,
+    write_volume_file,
 )
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -149,3 +154,40 @@ def test_a_failed_write_is_an_error_naming_the_volume(scene, tmp_path: Path) -> 
     finally:
         vtk.vtkOutputWindow.SetInstance(previous)
     assert "ERROR" in expected.GetOutput()  # the storage node said why
+
+
+def test_a_written_file_reads_back_exactly_also_left_handed(scene, tmp_path: Path) -> None:
+    """Slicer's reader flips a left-handed k axis by default; read_volume_file never does."""
+    volume, array = add_volume("ct", dtype=np.float32)
+    (file,) = write_input_volumes([volume], tmp_path)
+    back = read_volume_file(file, "ct again")
+    assert back.GetScene() is scene
+    assert back.GetName() == "ct again"
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), array)
+    assert same_grid(ijk_to_ras(back), oblique_matrix())
+    np.testing.assert_allclose(ijk_to_ras(back), oblique_matrix(), atol=1e-5)
+
+
+def test_label_maps_are_written_on_the_volume_grid_and_read_back(scene, tmp_path: Path) -> None:
+    volume, _ = add_volume("ct")
+    label = np.zeros((5, 6, 7), np.uint8)
+    label[1:3, 2:5, 3:6] = 2
+    label[4, 0, 0] = 7
+    write_volume_file(label_map_node(label, volume), tmp_path / "label.nrrd")
+    np.testing.assert_array_equal(read_label_array(tmp_path / "label.nrrd", volume), label)
+    other, _ = add_volume("other", matrix=oblique_matrix(spacing=(0.8, 0.9, 2.6)))
+    with pytest.raises(VolumeError, match="does not lie on the voxel grid of volume 'other'"):
+        read_label_array(tmp_path / "label.nrrd", other)
+    with pytest.raises(VolumeError, match="uint8 or uint16"):
+        label_map_node(label.astype(np.int32), volume)
+    with pytest.raises(VolumeError, match="does not fit volume 'ct'"):
+        label_map_node(label[:-1], volume)
+
+
+def test_one_grid_allows_float32_rounding_only() -> None:
+    matrix = oblique_matrix()
+    assert same_grid(matrix, matrix.astype(np.float32).astype(np.float64))
+    for row, column, delta in ((0, 3, 0.01), (0, 0, 0.001), (2, 2, -0.01)):
+        moved = matrix.copy()
+        moved[row, column] += delta
+        assert not same_grid(matrix, moved), (row, column)

@@ -3,8 +3,9 @@
 Why build the segments directly instead of loading the file: Slicer's file loaders name segments
 ``Segment_<value>``/``Label_<value>``, pick random colours, need temporary labelmap and colour-table
 nodes, and (with the default ForceRightHanded reading) flip left-handed grids. Here the file is read
-with SimpleITK (no flipping), its grid is checked against the input volume, and the voxels are put
-on the input volume's exact IJK-to-RAS matrix (the file's float32 NIfTI header would round it).
+with SimpleITK (no flipping) and its grid checked against the input volume by
+``AutoSegCoreLib.volume_io``, and the voxels are put on the input volume's exact IJK-to-RAS matrix
+(the file's float32 NIfTI header would round it).
 All segments share one labelmap layer holding the file's values: segment ``name`` has label value
 ``labels[name]``, so exporting or saving (.seg.nrrd) keeps the dataset's label values.
 
@@ -25,13 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import slicer
 import vtk
 from vtkmodules.util import numpy_support
 
 from autoseg.errors import AutoSegError
-from AutoSegPredictLib.volume_io import ijk_to_ras
+from AutoSegCoreLib.volume_io import read_label_array
 
 # Well separated colours (Kelly's colours of maximum contrast without white, black, grey and the
 # darkest olive), vivid ones first: labels 1..18 get these, in this order.
@@ -40,10 +40,6 @@ PALETTE_HEX = (
     "604E97", "F99379", "B3446C", "DCD300", "882D17", "C2B280", "F6A600", "654522", "E25822",
 )  # fmt: skip
 _GOLDEN = 0.6180339887498949
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-# A prediction lies on its input's grid; its file header stores float32 values (NIfTI).
-_ORIGIN_TOLERANCE_MM = 1e-3
-_AXIS_TOLERANCE = 1e-4
 
 
 class SegmentationImportError(AutoSegError, ValueError):
@@ -58,51 +54,6 @@ def label_color(value: int) -> tuple[float, float, float]:
         return red, green, blue
     hue = (value * _GOLDEN) % 1.0
     return colorsys.hsv_to_rgb(hue, 0.65, 0.9)
-
-
-def _file_ijk_to_ras(image: sitk.Image) -> np.ndarray:
-    """The IJK-to-RAS matrix of a SimpleITK image (files and SimpleITK are LPS)."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    matrix = np.eye(4)
-    matrix[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = _LPS_TO_RAS @ np.array(image.GetOrigin())
-    return matrix
-
-
-def _check_grid(image: sitk.Image, reference, label_file: Path) -> None:
-    dims = tuple(reference.GetImageData().GetDimensions())
-    expected, found = ijk_to_ras(reference), _file_ijk_to_ras(image)
-    scale = np.linalg.norm(expected[:3, :3], axis=0)
-    axes_ok = np.allclose(found[:3, :3] / scale, expected[:3, :3] / scale, atol=_AXIS_TOLERANCE)
-    origin_ok = np.allclose(found[:3, 3], expected[:3, 3], atol=_ORIGIN_TOLERANCE_MM)
-    if tuple(image.GetSize()) != dims or not (axes_ok and origin_ok):
-        raise SegmentationImportError(
-            f"{label_file}: the prediction (size {tuple(image.GetSize())}) does not lie on the "
-            f"voxel grid of volume '{reference.GetName()}' (size {dims}). Segment the volume "
-            "again; if it persists, report it with both files."
-        )
-
-
-def read_label_array(label_file: Path, reference_volume) -> np.ndarray:
-    """The label file's voxels as a (K, J, I) integer array on ``reference_volume``'s grid."""
-    label_file = Path(label_file)
-    try:
-        image = sitk.ReadImage(str(label_file))
-    except RuntimeError as error:
-        raise SegmentationImportError(f"{label_file}: cannot be read ({error}).") from error
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise SegmentationImportError(
-            f"{label_file}: expected a 3D label image with one value per voxel, got "
-            f"{image.GetDimension()}D with {image.GetNumberOfComponentsPerPixel()} component(s)."
-        )
-    _check_grid(image, reference_volume, label_file)
-    array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
-        raise SegmentationImportError(
-            f"{label_file}: holds {array.dtype} values (min {array.min()}); a label file holds "
-            "non-negative integers. Was a probability or image file chosen?"
-        )
-    return array
 
 
 def _segment_list(labels: Mapping[str, int], array: np.ndarray) -> list[tuple[str, int]]:
