@@ -6,6 +6,8 @@ so a second training of the fold is refused. A stop request (stop_request.py) en
 the current iteration with ``checkpoint_latest.pth`` written and a ``stopped`` event; a request
 during the final validation ends it (the training is complete, ``--val`` redoes the validation).
 An allocation failure ends the run with an ``out_of_memory`` error event and a one-line error.
+A new training of a fold that holds a final model first keeps that model as a numbered version
+(model_versions.py), so nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from autoseg.checkpoint import BEST, FINAL, LATEST, load_checkpoint, newest_checkpoint
 from autoseg.errors import AutoSegError
+from autoseg.model_listing import record_fold_cases
 from autoseg.network import describe_network
 from autoseg.out_of_memory import OUT_OF_MEMORY, TRAINING_ADVICE, is_out_of_memory, out_of_memory
 from autoseg.preprocessing.storage import case_ids
@@ -29,6 +32,7 @@ from autoseg.training.distributed import DistributedContext
 from autoseg.training.fold_lock import acquire_fold_lock
 from autoseg.training.history import TrainingHistory
 from autoseg.training.job import TrainingJob
+from autoseg.training.model_versions import keep_previous_model, warm_start_from_version
 from autoseg.training.recipe import (
     build_network_for,
     build_training_parts,
@@ -107,6 +111,18 @@ def _fold_lock(job: TrainingJob, options: RunOptions, dist: DistributedContext) 
         yield
 
 
+def _keep_previous_model(
+    job: TrainingJob, options: RunOptions, dist: DistributedContext
+) -> tuple[TrainingJob, Path | None]:
+    """A new training of a fold that holds a final model keeps that model as a version first
+    (model_versions.py); resuming or re-validating keeps nothing."""
+    kept = None
+    if dist.is_main and not (options.resume or options.validation_only):
+        kept = keep_previous_model(job, options.command)
+    dist.barrier()  # every rank sees the emptied fold folder
+    return warm_start_from_version(job, kept), kept
+
+
 def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.parts.model.load_state_dict(state["network_weights"])
     trainer.parts.optimizer.load_state_dict(state["optimizer_state"])
@@ -179,15 +195,21 @@ def train_fold(
     job.check_inputs()
     with _fold_lock(job, options, dist):
         stop = StopRequest(job.fold_dir)
+        job, kept = _keep_previous_model(job, options, dist)
         _prepare_folders(job, options, dist)
         split = split_for(job)
         state = _resume_state(job, options)
+        if dist.is_main and not options.validation_only:
+            record_fold_cases(job.fold_dir, *split)  # what a later model compares against
         if options.validation_only:
             validate = _validate_only
             return _out_of_memory_told(None, validate, job, state, split[1], options, dist, stop)
         log = (
             RunLog(job.fold_dir, echo=options.echo, mirror=options.mirror) if dist.is_main else None
         )
+        if log and kept:
+            log.message(f"The previous model of this folder is kept as {kept}")
+            log.event("version_kept", version=str(kept))
         try:
             control = _Control(stop, log)
             return _out_of_memory_told(log, _train, job, split, state, options, dist, control)

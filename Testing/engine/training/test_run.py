@@ -277,12 +277,17 @@ def test_a_long_epoch_writes_the_time_based_checkpoint_within_it(
 
 
 def test_existing_training_is_never_overwritten(tiny_preprocessed, tmp_path) -> None:
-    job = tiny_job(tiny_preprocessed, tmp_path, epochs=1)
+    """A finished model is kept as versions/1 (model_versions.py); an unfinished run is refused."""
+    job = tiny_job(tiny_preprocessed, tmp_path, epochs=1, iterations_per_epoch=1)
     train_fold(job)
     before = (job.fold_dir / FINAL).read_bytes()
+    train_fold(job)
+    assert (job.model_dir / "versions" / "1" / "fold_0" / FINAL).read_bytes() == before
+    assert (job.fold_dir / FINAL).read_bytes() != before
+    assert "version_kept" in [e["event"] for e in _events(job.fold_dir)]
+    (job.fold_dir / FINAL).rename(job.fold_dir / LATEST)
     with pytest.raises(AutoSegError, match="--c to continue"):
         train_fold(job)
-    assert (job.fold_dir / FINAL).read_bytes() == before
 
 
 def test_validation_only_and_pretrained_weights(tiny_preprocessed, tmp_path) -> None:
