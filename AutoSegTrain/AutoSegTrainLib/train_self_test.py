@@ -2,14 +2,16 @@
 
 Two classes, because the extension build machines have neither torch nor network: the fast one
 checks the panel, its parameter node and the case export, and needs neither; the end-to-end one
-trains a fold and runs only where torch is importable (it says why it skipped otherwise). Both use
-AutoSegCoreLib.synthetic_scenario, which the headless tests run too. Waiting for training processes
-Slicer's events, so the application stays responsive during the run.
+trains a fold and runs only where torch is importable (it says why it skipped otherwise). The
+cases are the engine's synthetic demo cases (AutoSegCoreLib.synthetic_cases), generated into a
+temporary folder. Waiting for training processes Slicer's events, so the application stays
+responsive during the run.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -17,13 +19,21 @@ import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from AutoSegCoreLib.process_runner import default_python
-from AutoSegCoreLib.synthetic_scenario import (
-    add_synthetic_case,
-    end_to_end_skip_reason,
-    export_scenario_cases,
-    train_scenario_model,
-)
-from AutoSegTrainLib.dataset_folder import open_dataset
+from AutoSegCoreLib.synthetic_cases import end_to_end_skip_reason, load_demo_case
+from AutoSegTrainLib.case_export import export_case
+from AutoSegTrainLib.dataset_folder import DatasetInfo, create_dataset, open_dataset
+from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
+
+TRAINING_TIMEOUT_S = 600.0
+
+
+def exportDemoCases(folder: Path) -> DatasetInfo:
+    """Three synthetic cases loaded into the scene and added to a new dataset by the logic."""
+    info = create_dataset(folder / "raw", 987, "SelfTest", ["CT"])
+    for index in range(3):
+        case = load_demo_case(folder / "cache", index)
+        info = export_case(info, case.volumes, case.segmentation, allow_new_labels=True).dataset
+    return info
 
 
 class AutoSegTrainTest(ScriptedLoadableModuleTest):
@@ -48,7 +58,8 @@ class AutoSegTrainTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Opening the AutoSeg Train panel")
         slicer.util.selectModule("AutoSegTrain")
         widget = slicer.modules.AutoSegTrainWidget
-        _, segmentation = add_synthetic_case(slicer.mrmlScene, 0)
+        with tempfile.TemporaryDirectory() as folder:
+            segmentation = load_demo_case(Path(folder), 0).segmentation
         widget.logic.getParameterNode().segmentation = segmentation
         self.assertIs(widget.ui.segmentationSelector.currentNode(), segmentation)
         widget.ui.foldsLineEdit.text = "0 1"
@@ -58,9 +69,8 @@ class AutoSegTrainTest(ScriptedLoadableModuleTest):
     def test_cases_are_exported(self) -> None:
         self.delayDisplay("Exporting three synthetic cases into a new dataset")
         with tempfile.TemporaryDirectory() as folder:
-            info, caseIds = export_scenario_cases(slicer.mrmlScene, Path(folder))
-            self.assertEqual(len(caseIds), 3)
-            self.assertEqual(open_dataset(info.folder).case_ids, tuple(caseIds))
+            info = exportDemoCases(Path(folder))
+            self.assertEqual(len(open_dataset(info.folder).case_ids), 3)
         self.delayDisplay("Export test passed")
 
 
@@ -73,15 +83,31 @@ class AutoSegTrainEndToEndTest(ScriptedLoadableModuleTest):
     @unittest.skipIf(end_to_end_skip_reason(), end_to_end_skip_reason())
     def test_synthetic_cases_train_a_fold(self) -> None:
         self.delayDisplay("Exporting synthetic cases and training for a few iterations")
-        with tempfile.TemporaryDirectory() as folder:
-            model = train_scenario_model(
-                slicer.mrmlScene, Path(folder), default_python(), on_tick=_processEvents
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            info = exportDemoCases(folder)
+            request = TrainingRequest(
+                dataset=info.folder.name,
+                configurations=("3d_fullres",),
+                folds=("all",),
+                device="cpu",
+                epochs=1,
+                iterations_per_epoch=2,
+                run_find_best=False,
+                extra_train_args=("--set", "val_iterations=2"),
             )
-            self.assertTrue(model.fold_done)
-            self.assertEqual(len(model.case_ids), 3)
+            steps = plan_steps(
+                request, folder / "results", folder / "preprocessed", raw_root=folder / "raw"
+            )
+            run = TrainingRun(steps, python=default_python())
+            deadline = time.monotonic() + TRAINING_TIMEOUT_S
+            while not run.is_finished and time.monotonic() < deadline:
+                run.tick()
+                slicer.app.processEvents()
+                time.sleep(0.2)
+            if not run.is_finished:
+                run.cancel(block=True)
+            self.assertTrue(run.is_finished, "training did not finish in time")
+            self.assertIsNone(run.failed_message)
+            self.assertTrue((steps[-1].fold_dir / "checkpoint_final.pth").is_file())
         self.delayDisplay("End-to-end test passed")
-
-
-def _processEvents(_status: str) -> None:
-    """Keeps Slicer responsive while a test waits for the engine."""
-    slicer.app.processEvents()

@@ -28,18 +28,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 for folder in ("AutoSegCore", "AutoSegTrain", "AutoSegPredict"):
     sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the test scenario: Testing/slicer/synthetic_scenario.py
 
 import slicer  # noqa: E402, TID251 - a script of the Slicer side
 import vtk  # noqa: E402, TID251
 import vtk.util.numpy_support  # noqa: E402, TID251
-
-from AutoSegCoreLib.headless_mrml import headless_scene  # noqa: E402
-from AutoSegCoreLib.synthetic_scenario import (  # noqa: E402
+from Testing.slicer.synthetic_scenario import (  # noqa: E402
     SEGMENT_NAMES,
     oracle_label_array,
     segment_scenario_volume,
     train_scenario_model,
 )
+
+from AutoSegCoreLib.headless_mrml import headless_scene  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "AutoSegPredict-synthetic-result.png"
 TRAINING_ITERATIONS = 250

@@ -1,7 +1,8 @@
 """The whole Slicer workflow on synthetic volumes: MRML -> dataset -> training -> segmentation.
 
-Shared by the headless tests (pytest with slicer-core) and the modules' self-tests inside Slicer,
-so what a developer runs in Slicer is exactly what CI checks. Two parts:
+Used by the headless tests (pytest with slicer-core) and the screenshot script; it imports both
+modules' libraries, so it lives here and not in the runtime library (the modules' self-tests use
+``AutoSegCoreLib.synthetic_cases``, the engine's own synthetic data). Two parts:
 
 - Without torch or network (the extension build machines have neither): three annotated volumes
   become dataset cases through the Train module's logic (``export_scenario_cases``), and a label
@@ -11,12 +12,11 @@ so what a developer runs in Slicer is exactly what CI checks. Two parts:
   iterations through the process runner the module uses, and the fourth volume is segmented
   through the Predict logic. Waiting calls ``on_tick`` so that Slicer can process its events.
 
-It is the one place that uses both modules' libraries, so they are imported where needed.
+It uses both modules' libraries, which are imported where needed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,21 +91,10 @@ def add_synthetic_case(scene: object, index: int, *, oblique: bool = False) -> t
     return volume, segmentation
 
 
-def end_to_end_skip_reason() -> str:
-    """Why the end-to-end part cannot run here ("" when it can): it needs torch."""
-    if importlib.util.find_spec("torch") is not None:
-        return ""
-    return (
-        "torch is not installed in this Python, so the end-to-end part (training and "
-        "prediction) is skipped; the parts without torch ran. Install torch (the AutoSeg panels "
-        "offer it, or the PyTorch extension) to run it."
-    )
-
-
 def export_scenario_cases(scene: object, raw_root: Path) -> tuple[object, list[str]]:
     """Three synthetic cases exported through the Train logic: (DatasetInfo, case ids)."""
-    from AutoSegTrainLib.case_export import export_case  # noqa: PLC0415
-    from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: PLC0415
+    from AutoSegTrainLib.case_export import export_case
+    from AutoSegTrainLib.dataset_folder import create_dataset
 
     info = create_dataset(raw_root, DATASET_ID, DATASET_NAME, ["CT"])
     case_ids = []
@@ -132,8 +121,8 @@ def import_scenario_prediction(scene: object, folder: Path) -> tuple:
     file the Predict logic writes), made here from the known masks, so no torch is needed.
     Returns (volume, segmentation node).
     """
-    from AutoSegCoreLib.segmentation_import import import_label_file  # noqa: PLC0415
-    from AutoSegCoreLib.volume_io import write_input_volumes  # noqa: PLC0415
+    from AutoSegCoreLib.segmentation_import import import_label_file
+    from AutoSegCoreLib.volume_io import write_input_volumes
 
     volume, _ = add_synthetic_case(scene, 3, oblique=True)
     (image_file,) = write_input_volumes([volume], Path(folder) / "input")
@@ -157,7 +146,7 @@ def train_scenario_model(
 
     Raises RuntimeError with the engine's message when a step fails or time runs out.
     """
-    from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps  # noqa: PLC0415
+    from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
 
     raw, preprocessed, results = (folder / name for name in ("raw", "preprocessed", "results"))
     info, case_ids = export_scenario_cases(scene, raw)
@@ -204,7 +193,7 @@ def segment_scenario_volume(
 
     Polls the job as the module's timer does, calling ``on_tick`` between polls.
     """
-    from AutoSegPredictLib.predict_logic import AutoSegPredictLogic  # noqa: PLC0415
+    from AutoSegPredictLib.predict_logic import AutoSegPredictLogic
 
     volume, _ = add_synthetic_case(scene, 3, oblique=True)
     job = AutoSegPredictLogic(python).start_segmentation(volume, model.model_folder, device="cpu")

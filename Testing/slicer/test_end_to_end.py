@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import slicer
-
-from AutoSegCoreLib.synthetic_scenario import (
+from Testing.slicer.synthetic_scenario import (
     SEGMENT_NAMES,
     segment_scenario_volume,
     train_scenario_model,
 )
+
 from AutoSegCoreLib.volume_io import write_input_volumes
 
 

@@ -41,10 +41,10 @@ from Testing.slicer.fake_slicer import (
     parameter_wrapper_module,
     scripted_module,
 )
+from Testing.slicer.synthetic_scenario import add_synthetic_case
 from Testing.slicer_api.standins import common_slicer_module
 
 from AutoSegCoreLib.preferences import KEYS
-from AutoSegCoreLib.synthetic_scenario import add_synthetic_case
 from AutoSegPredictLib.model_catalog import describe_model
 from AutoSegPredictLib.predict_logic import PredictionUpdate
 from AutoSegTrainLib.training_runs import RunSnapshot, StepSnapshot

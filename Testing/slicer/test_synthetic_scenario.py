@@ -1,9 +1,4 @@
-"""The scenario's parts without torch, which the modules' fast self-tests run inside Slicer.
-
-Why: the extension build machines run the modules' self-tests without torch and without network;
-what those self-tests do must work (and be checked here) with neither. The end-to-end part with
-training is test_end_to_end.py.
-"""
+"""The test scenario's parts without torch (the end-to-end part is test_end_to_end.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import slicer
-
-from AutoSegCoreLib.synthetic_scenario import (
+from Testing.slicer.synthetic_scenario import (
     SEGMENT_NAMES,
-    end_to_end_skip_reason,
     export_scenario_cases,
     import_scenario_prediction,
     oracle_label_array,
 )
+
+from AutoSegCoreLib.synthetic_cases import end_to_end_skip_reason
 from AutoSegTrainLib.dataset_folder import open_dataset
 
 
