@@ -14,10 +14,11 @@ import torch
 
 from autoseg.atomic import atomic_path
 from autoseg.errors import AutoSegError
+from autoseg.results_layout import FINAL_CHECKPOINT
 
 CHECKPOINT_FORMAT = "autoseg-checkpoint"
 CHECKPOINT_VERSION = 1
-FINAL = "checkpoint_final.pth"
+FINAL = FINAL_CHECKPOINT  # named in results_layout, which torch-free readers import
 LATEST = "checkpoint_latest.pth"
 BEST = "checkpoint_best.pth"
 

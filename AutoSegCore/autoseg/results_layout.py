@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 MODEL_FOLDER_SEPARATOR = "__"
+# Inside a fold folder: the weights a finished training leaves (what predict uses by default).
+FINAL_CHECKPOINT = "checkpoint_final.pth"
 VERSIONS_FOLDER = "versions"
 # Inside a version folder: when it was kept, which fold's retraining kept it, by which command.
 VERSION_INFO_FILE = "version.json"

@@ -18,9 +18,9 @@ from autoseg import __version__
 from autoseg.atomic import write_json_atomic
 from autoseg.errors import AutoSegError
 from autoseg.inference.case_files import InputCase, find_input_cases
+from autoseg.inference.model_files import previous_stage_folder
 from autoseg.paths import make_folder
 from autoseg.progress import ProgressCallback
-from autoseg.results_layout import model_folder_name, named_model_folder, split_model_folder_name
 
 if TYPE_CHECKING:
     from autoseg.inference.model_folder import ModelFolder
@@ -113,15 +113,7 @@ def previous_stage_model(model: ModelFolder) -> ModelFolder:
     """The model of the stage before a cascade stage: same trainer, plans, folds and checkpoint."""
     from autoseg.inference.model_folder import ModelFolder  # noqa: PLC0415 (pulls in torch)
 
-    named = named_model_folder(model.path)  # a kept version uses the current previous stage
-    trainer, plans, _ = split_model_folder_name(named.name)
-    stage = str(model.config.previous_stage)
-    folder = named.parent / model_folder_name(trainer, plans, stage)
-    if not folder.is_dir():
-        raise AutoSegError(
-            f"{model.path.name} is a cascade stage after {stage!r}, but {folder} does not exist. "
-            f"Fix: train {stage} (the same folds), or pass -prev_stage_predictions FOLDER."
-        )
+    folder = previous_stage_folder(model.path, str(model.config.previous_stage))
     return ModelFolder.open(folder, model.folds, model.checkpoint_name)
 
 

@@ -16,7 +16,6 @@ their parameter names mapped onto AutoSeg's network (``autoseg.interop.nnunet_ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,99 +25,13 @@ import torch
 from torch import nn
 
 from autoseg.checkpoint import FINAL, load_checkpoint
-from autoseg.dataset import DatasetSpec, load_dataset_json
+from autoseg.dataset import DatasetSpec
 from autoseg.errors import AutoSegError
+from autoseg.inference.model_files import AUTOSEG_ORIGIN, FOLD_PREFIX, open_model_files
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
-from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans, plans_from_nnunet
+from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.network import build_network
 from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import named_model_folder
-
-PLANS_FILE = "plans.json"
-DATASET_FILE = "dataset.json"
-FOLD_PREFIX = "fold_"
-ALL_FOLD = "all"
-
-
-def _parse_folder_name(path: Path) -> str:
-    """The configuration from a folder named ``<trainer>__<plans>__<configuration>`` (for a kept
-    version ``<model folder>/versions/<n>``, from the model folder's name)."""
-    parts = named_model_folder(path).name.split("__")
-    if len(parts) != 3 or not all(parts):
-        raise AutoSegError(
-            f"{path}: a model folder is named <trainer>__<plans>__<configuration> "
-            "(e.g. AutoSegTrainer__AutoSegPlans__3d_fullres). Fix: pass the folder that training "
-            "wrote, without renaming it."
-        )
-    return parts[2]
-
-
-def _require_file(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise AutoSegError(
-            f"{path.parent}: {path.name} is missing ({what}). Fix: pass a complete model folder "
-            "as written by training, or copy the file back."
-        )
-
-
-def _fold_name(fold: int | str) -> str:
-    text = str(fold).strip()
-    if text != ALL_FOLD and not text.isdigit():
-        raise AutoSegError(f"fold {fold!r} is not valid. Fix: use a fold number or 'all'.")
-    return text
-
-
-def _detect_folds(path: Path, checkpoint: str) -> tuple[str, ...]:
-    """Every ``fold_<k>`` that holds the checkpoint, in order; ``fold_all`` only when alone.
-
-    Cross-validation folds win because their average is the method's ensemble; a model trained
-    only on fold ``all`` (a common final model, e.g. from the Slicer module) is used as it is.
-    """
-    found = [
-        child.name.removeprefix(FOLD_PREFIX)
-        for child in path.glob(f"{FOLD_PREFIX}*")
-        if (child / checkpoint).is_file() and child.name.removeprefix(FOLD_PREFIX).isdigit()
-    ]
-    if not found and (path / f"{FOLD_PREFIX}{ALL_FOLD}" / checkpoint).is_file():
-        return (ALL_FOLD,)
-    if not found:
-        raise AutoSegError(
-            f"{path}: no fold_<k> folder holds {checkpoint}. Fix: finish training at least one "
-            "fold or choose another checkpoint (e.g. checkpoint_best.pth)."
-        )
-    return tuple(sorted(found, key=int))
-
-
-def _select_folds(
-    path: Path, folds: Iterable[int | str] | None, checkpoint: str
-) -> tuple[str, ...]:
-    if folds is None:
-        return _detect_folds(path, checkpoint)
-    names = tuple(dict.fromkeys(_fold_name(f) for f in folds))
-    if not names:
-        raise AutoSegError(f"{path}: no folds were asked for. Fix: name folds or pass None.")
-    for name in names:
-        _require_file(path / f"{FOLD_PREFIX}{name}" / checkpoint, f"the weights of fold {name}")
-    return names
-
-
-AUTOSEG_ORIGIN = "autoseg"
-
-
-def _load_plans(file: Path, configuration: str) -> tuple[Plans, str]:
-    """The folder's plans and who wrote them (AutoSeg, or nnU-Net: then translated)."""
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AutoSegError(
-            f"{file}: cannot read the plans ({error}). Fix: restore the plans.json that was "
-            "written together with this model."
-        ) from None
-    if not isinstance(data, dict):
-        raise AutoSegError(f"{file}: not a plans file (no JSON object). Fix: restore plans.json.")
-    if is_nnunet_plans(data):
-        return plans_from_nnunet(data, str(file), configuration), NNUNET_ORIGIN
-    return Plans.from_json(data, str(file)), AUTOSEG_ORIGIN
 
 
 def _read_checkpoint(file: Path, origin: str) -> dict[str, Any]:
@@ -183,30 +96,26 @@ class ModelFolder:
         folds: Iterable[int | str] | None = None,
         checkpoint: str = FINAL,
     ) -> ModelFolder:
-        """Validate a model folder; ``folds`` None uses every numbered fold with the checkpoint."""
-        path = Path(path)
-        if not path.is_dir():
-            raise AutoSegError(
-                f"{path}: model folder not found. Fix: pass the folder training wrote "
-                "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
-            )
-        configuration = _parse_folder_name(path)
-        _require_file(path / PLANS_FILE, "the plans the model was trained with")
-        _require_file(path / DATASET_FILE, "the dataset's labels and channels")
-        plans, origin = _load_plans(path / PLANS_FILE, configuration)
-        if configuration not in plans.configurations:
-            raise AutoSegError(
-                f"{path / PLANS_FILE}: has no configuration {configuration!r} (available: "
-                f"{', '.join(plans.configurations) or 'none'}). Fix: restore the plans.json that "
-                "was written together with this model."
-            )
-        dataset = load_dataset_json(path / DATASET_FILE)
-        names = _select_folds(path, folds, checkpoint)
+        """Validate a model folder; ``folds`` None uses every numbered fold with the checkpoint.
+
+        The files are checked first by the torch-free rule of model_files.py (the one the Slicer
+        Predict module applies up front), then each fold's checkpoint.
+        """
+        files = open_model_files(path, folds, checkpoint)
         axes = [
-            _checkpoint_metadata(path / f"{FOLD_PREFIX}{name}" / checkpoint, configuration, origin)
-            for name in names
+            _checkpoint_metadata(files.checkpoint_file(name), files.configuration, files.origin)
+            for name in files.folds
         ]
-        return cls(path, plans, dataset, configuration, names, checkpoint, axes[0], origin)
+        return cls(
+            files.path,
+            files.plans,
+            files.dataset,
+            files.configuration,
+            files.folds,
+            checkpoint,
+            axes[0],
+            files.origin,
+        )
 
     @property
     def config(self) -> ConfigurationPlan:
