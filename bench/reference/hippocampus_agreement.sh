@@ -2,27 +2,31 @@
 # Measure how closely AutoSeg reproduces nnunetv2's predictions with nnunetv2's own models: the
 # agreement figures of the nnU-Net interoperability issue, on the shared hippocampus data.
 #
-#   bench/reference/hippocampus_agreement.sh [WORK] [EPOCHS] [ITERATIONS_PER_EPOCH]
+#   bench/reference/hippocampus_agreement.sh [WORK] [EPOCHS] [ITERATIONS_PER_EPOCH] \
+#       [RESENC_EPOCHS] [RESENC_ITERATIONS_PER_EPOCH]
 #
 # In nnunetv2's own virtual environment (WORK/venv, or REFERENCE_VENV=/path/to/venv; AutoSeg never
 # imports nnunetv2), on ../shared/data/Dataset004_Hippocampus:
 #   1. plans and preprocesses 3d_fullres with nnU-Net's default planner (nnUNetPlans) and its
 #      ResEnc M planner (nnUNetResEncUNetMPlans);
 #   2. trains fold 0 of both with nnUNetTrainer on the CPU for EPOCHS x ITERATIONS_PER_EPOCH
-#      (budget_training.py; a short budget: the models segment, they are not converged) and keeps
+#      (the ResEnc model for RESENC_EPOCHS x RESENC_ITERATIONS_PER_EPOCH, by default the same;
+#      budget_training.py; a short budget: the models segment, they are not converged) and keeps
 #      nnunetv2's own validation Dice (fold_0/validation/summary.json);
 #   3. predicts the fold-0 validation images with nnUNetv2_predict -f 0 -device cpu
 #      --save_probabilities (fp32, mirroring TTA, step 0.5: its defaults);
 #   4. predicts the same images with AutoSeg from the same model folders (bench/nnunet_agreement.py,
 #      project venv .venv or AUTOSEG_PYTHON) in fp32 and in AutoSeg's default precision, and writes
 #      WORK/agreement_<plans>_<precision>.jsonl (one line per case, then the summary line).
-# Every heavy step runs under `nice -n 19`, one after the other. The defaults (5 x 50 iterations,
-# 5 validation iterations per epoch) take about an hour per model on a busy 2-core CPU.
+# Every heavy step runs under `nice -n 19`, one after the other. On a 2-core CPU shared with other
+# work a training iteration took 10-25 s; the README's figures come from `... 5 50 3 40`.
 set -euo pipefail
 
 WORK=${1:-/tmp/autoseg_agreement}
 EPOCHS=${2:-5}
 ITERATIONS=${3:-50}
+RESENC_EPOCHS=${4:-$EPOCHS}
+RESENC_ITERATIONS=${5:-$ITERATIONS}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROJECT=$(cd "$HERE/../.." && pwd)
 DATA=$(cd "$PROJECT/../shared/data" 2>/dev/null && pwd) || {
@@ -66,9 +70,11 @@ BATCH=$("$VENV/bin/python" -c 'import json, sys
 print(json.load(open(sys.argv[1]))["configurations"]["3d_fullres"]["batch_size"])' "$PRE/nnUNetPlans.json")
 for PLANS in nnUNetPlans nnUNetResEncUNetMPlans; do
     MODEL="$WORK/results/$DATASET/nnUNetTrainer__${PLANS}__3d_fullres"
+    BUDGET=("$EPOCHS" "$ITERATIONS")
+    [ "$PLANS" = nnUNetPlans ] || BUDGET=("$RESENC_EPOCHS" "$RESENC_ITERATIONS")
     if [ ! -f "$MODEL/fold_0/checkpoint_final.pth" ]; then
         $NICE "$VENV/bin/python" "$HERE/budget_training.py" "$PRE" 3d_fullres 0 --plans "$PLANS" \
-            --epochs "$EPOCHS" --iterations-per-epoch "$ITERATIONS" --validation-iterations 5 \
+            --epochs "${BUDGET[0]}" --iterations-per-epoch "${BUDGET[1]}" --validation-iterations 5 \
             --batch-size "$BATCH" > "$WORK/train_$PLANS.log" 2>&1
     fi
 done
