@@ -60,8 +60,8 @@ def ijk_to_ras(volume_node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     return as_array(ijk_to_ras_matrix(volume_node))
 
 
-def file_ijk_to_ras(image: sitk.Image) -> np.ndarray:
-    """The IJK-to-RAS matrix of a SimpleITK image (files and SimpleITK are LPS)."""
+def file_ijk_to_ras(image: sitk.Image | sitk.ImageFileReader) -> np.ndarray:
+    """The IJK-to-RAS matrix of a SimpleITK image or header (files and SimpleITK are LPS)."""
     direction = np.array(image.GetDirection()).reshape(3, 3)
     matrix = np.eye(4)
     matrix[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
@@ -226,15 +226,28 @@ def read_image(path: Path) -> sitk.Image:
     return image
 
 
-def _check_file_grid(image: sitk.Image, reference: slicer.vtkMRMLVolumeNode, path: Path) -> None:
+def read_header(path: Path) -> sitk.ImageFileReader:
+    """The file's size and geometry without reading its voxels (``GetSize``, ``GetSpacing``...)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise VolumeError(f"{path}: cannot be read ({error}).") from error
+    return reader
+
+
+def check_file_on_grid(
+    image: sitk.Image | sitk.ImageFileReader, reference: slicer.vtkMRMLVolumeNode, path: Path
+) -> None:
+    """Raise VolumeError unless the image (or header) ``path`` lies on ``reference``'s grid."""
     dims = tuple(reference.GetImageData().GetDimensions())
-    if tuple(image.GetSize()) != dims or not same_grid(
-        ijk_to_ras(reference), file_ijk_to_ras(image)
-    ):
+    size = tuple(image.GetSize())
+    if size != dims or not same_grid(ijk_to_ras(reference), file_ijk_to_ras(image)):
         raise VolumeError(
-            f"{path}: the label image (size {tuple(image.GetSize())}) does not lie on the voxel "
-            f"grid of volume '{reference.GetName()}' (size {dims}). Write it on that volume's "
-            "grid (segment the volume again); if it persists, report it with both files."
+            f"{path}: the image (size {size}) does not lie on the voxel grid of volume "
+            f"'{reference.GetName()}' (size {dims}). Write it on that volume's grid (segment or "
+            "load the volume again); if it persists, report it with both files."
         )
 
 
@@ -242,7 +255,7 @@ def read_label_array(label_file: Path, reference_volume: slicer.vtkMRMLVolumeNod
     """The label file's voxels as a (K, J, I) integer array on ``reference_volume``'s grid."""
     label_file = Path(label_file)
     image = read_image(label_file)
-    _check_file_grid(image, reference_volume, label_file)
+    check_file_on_grid(image, reference_volume, label_file)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
         raise VolumeError(

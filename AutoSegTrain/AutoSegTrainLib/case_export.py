@@ -31,15 +31,19 @@ from autoseg.errors import AutoSegError
 from AutoSegCoreLib.volume_io import (
     as_array,
     check_channel_volume,
+    check_file_on_grid,
     check_same_grid,
     ijk_to_ras_matrix,
     label_map_node,
+    read_header,
     write_volume_file,
 )
 from AutoSegTrainLib.dataset_folder import (
     WRITABLE_FILE_ENDINGS,
     DatasetInfo,
     add_labels,
+    case_files,
+    keep_in_removed,
     next_case_id,
     open_dataset,
     read_dataset_spec,
@@ -296,6 +300,31 @@ def _write_case(nodes: Sequence[slicer.vtkMRMLVolumeNode], files: list[Path]) ->
             temporary.unlink(missing_ok=True)
 
 
+def _case_label(
+    info: DatasetInfo,
+    reference: slicer.vtkMRMLScalarVolumeNode,
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+    allow_new_labels: bool,
+) -> tuple[np.ndarray, dict[str, int], DatasetInfo]:
+    """The label array on ``reference``'s grid, each segment's value, and the dataset after
+    adding new label names (only when everything else succeeded)."""
+    segments = _segment_list(segmentation_node)
+    _check_transforms([reference, segmentation_node])
+    plan = plan_label_values([name for _, name in segments], info.labels)  # type: ignore[arg-type]
+    if plan.new_names and not allow_new_labels:
+        raise NewLabelsNeedConfirmation(plan.new_names)
+    grid = _reference_grid(reference)
+    voxels = [_segment_voxels(segmentation_node, segment, grid) for segment in segments]
+    _check_coverage(segmentation_node, voxels)
+    size = reference.GetImageData().GetNumberOfPoints()
+    label = _compose_label(voxels, plan.values, size, segmentation_node.GetName())
+    if plan.new_names:
+        info = add_labels(info, plan.new_names)
+        if plan_label_values(list(plan.values), info.labels).values != plan.values:  # type: ignore[arg-type]
+            raise CaseExportError(f"{info.folder}: dataset.json changed while adding the case.")
+    return label, plan.values, info
+
+
 def export_case(
     info: DatasetInfo,
     volume_nodes: Sequence[slicer.vtkMRMLScalarVolumeNode],
@@ -315,29 +344,53 @@ def export_case(
 
     Raises:
         NewLabelsNeedConfirmation: segments with new names and ``allow_new_labels`` is False.
-        CaseExportError: wrong volume count or grids, transforms, existing case, empty, cut or
-            overlapping segments, unwritable files (nothing is left behind then).
+        VolumeError: wrong volumes (not scalar, empty, on different grids), unwritable files.
+        CaseExportError: wrong volume count, transforms, existing case, empty, cut or
+            overlapping segments (nothing is left behind then).
         LabelMappingError, DatasetFolderError: bad segment names / unusable dataset.
     """
     info = open_dataset(info.folder)
     _check_dataset(info)
     _check_volumes(info, volume_nodes)
-    segments = _segment_list(segmentation_node)
+    _segment_list(segmentation_node)  # a wrong node is named before the case files are checked
     _check_transforms([*volume_nodes, segmentation_node])
     case_id, files = _case_files(info, case_id)
-    plan = plan_label_values([name for _, name in segments], info.labels)  # type: ignore[arg-type]
-    if plan.new_names and not allow_new_labels:
-        raise NewLabelsNeedConfirmation(plan.new_names)
-    grid = _reference_grid(volume_nodes[0])
-    voxels = [_segment_voxels(segmentation_node, segment, grid) for segment in segments]
-    _check_coverage(segmentation_node, voxels)
-    size = volume_nodes[0].GetImageData().GetNumberOfPoints()
-    label = _compose_label(voxels, plan.values, size, segmentation_node.GetName())
-    if plan.new_names:
-        info = add_labels(info, plan.new_names)
-        if plan_label_values(list(plan.values), info.labels).values != plan.values:  # type: ignore[arg-type]
-            raise CaseExportError(f"{info.folder}: dataset.json changed while adding the case.")
+    label, values, info = _case_label(info, volume_nodes[0], segmentation_node, allow_new_labels)
     _write_case([*volume_nodes, label_map_node(label, volume_nodes[0])], files)
-    return ExportedCase(
-        case_id, tuple(files[:-1]), files[-1], plan.values, update_num_training(info)
-    )
+    return ExportedCase(case_id, tuple(files[:-1]), files[-1], values, update_num_training(info))
+
+
+def replace_case_label(
+    info: DatasetInfo,
+    case_id: str,
+    reference_volume: slicer.vtkMRMLScalarVolumeNode,
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+    *,
+    allow_new_labels: bool = False,
+) -> ExportedCase:
+    """Writes the edited segmentation as the label file of an existing case (images unchanged).
+
+    ``reference_volume`` must lie on the case's image grid (the case loaded into the scene). The
+    previous label file is kept in ``removed/labelsTr/`` and the new one replaces it in one
+    rename, so the case always has a complete label file. The changed file (new size and time)
+    makes the engine's freshness check redo this case's preprocessed copy on the next run.
+
+    Raises:
+        NewLabelsNeedConfirmation, CaseExportError, VolumeError: as ``export_case``.
+    """
+    info = open_dataset(info.folder)
+    _check_dataset(info)
+    images, label_file = case_files(info, case_id)
+    check_channel_volume(reference_volume, 0)
+    check_file_on_grid(read_header(images[0]), reference_volume, images[0])
+    label, values, info = _case_label(info, reference_volume, segmentation_node, allow_new_labels)
+    temporary = label_file.with_name(f".autoseg-{secrets.token_hex(4)}-{label_file.name}")
+    label_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_volume_file(label_map_node(label, reference_volume), temporary)
+        if label_file.exists():
+            keep_in_removed(info, label_file, copy=True)
+        temporary.replace(label_file)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return ExportedCase(case_id, tuple(images), label_file, values, update_num_training(info))

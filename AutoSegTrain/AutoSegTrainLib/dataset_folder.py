@@ -34,6 +34,9 @@ from autoseg.paths import dataset_folder_name
 from AutoSegTrainLib.label_mapping import BACKGROUND_NAME, normalize_label_name
 
 MAX_DATASET_ID = 999
+#: Where files taken out of a dataset go (removed cases, replaced labels): never deleted, so a
+#: wrong click is undone by moving them back. The engine reads only imagesTr/ and labelsTr/.
+REMOVED_DIR = "removed"
 # Endings that Slicer's volume storage node writes as ONE file and the engine reads (.nhdr/.mhd
 # would put a second data file next to the header, which the engine's file listing rejects).
 _SINGLE_FILE = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -274,6 +277,43 @@ def next_case_id(info: DatasetInfo) -> str:
     while f"{info.name}_{k:03d}" in used:
         k += 1
     return f"{info.name}_{k:03d}"
+
+
+def case_files(info: DatasetInfo, case_id: str) -> tuple[list[Path], Path]:
+    """An existing case's image files (one per channel, in order) and its label file's path."""
+    if case_id not in info.case_ids:
+        raise DatasetFolderError(
+            f'Case "{case_id}" is not in {info.folder / IMAGES_DIR}. Fix: refresh the case list '
+            "and choose an existing case."
+        )
+    ending = info.file_ending
+    images = [
+        info.folder / IMAGES_DIR / f"{case_id}_{i:04d}{ending}"
+        for i in range(len(info.channel_names))
+    ]
+    return images, info.folder / LABELS_DIR / f"{case_id}{ending}"
+
+
+def keep_in_removed(info: DatasetInfo, path: Path, *, copy: bool = False) -> Path:
+    """Move (or copy) a file of the dataset to ``removed/<its sub folder>/`` under a free name.
+
+    A name already taken there gets ``.1``, ``.2``... before the file ending; nothing is ever
+    overwritten. Returns the new path.
+    """
+    path = Path(path)
+    folder = info.folder / REMOVED_DIR / path.parent.relative_to(info.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ending = info.file_ending if path.name.endswith(info.file_ending) else path.suffix
+    stem = path.name[: len(path.name) - len(ending)] if ending else path.name
+    target, number = folder / path.name, 0
+    while target.exists():
+        number += 1
+        target = folder / f"{stem}.{number}{ending}"
+    if copy:
+        shutil.copy2(path, target)
+    else:
+        path.rename(target)
+    return target
 
 
 def _names_to_add(spec: DatasetSpec, names: Sequence[str], where: Path) -> list[str]:
