@@ -1,17 +1,24 @@
-"""What a trained model folder offers, read from its JSON files only (never torch).
+"""What a trained model offers, judged by the engine's own torch-free rules before anything runs.
 
-The Predict module must show labels, channels and the recommended configuration as soon as the
-user picks a folder, inside Slicer's process, where torch must not load. Everything here therefore
-comes from dataset.json, inference_information.json and which ``fold_<k>/checkpoint_final.pth``
-files exist.
+The Predict module must show labels, channels and what will run as soon as the user picks a
+model, inside Slicer's process, where torch must not load; and it must refuse a folder that
+``autoseg predict -m`` would refuse, instead of failing only after the engine has started. So the
+folder is checked with the engine's rules themselves (one rule, one definition), all torch-free:
 
-Two kinds of folder are accepted:
+- ``autoseg.inference.recommended.is_dataset_results_folder`` tells a dataset's results folder
+  from one model folder, and ``read_recommendation`` reads ``inference_information.json``, as
+  written by ``autoseg find_best_configuration`` or by ``nnUNetv2_find_best_configuration`` (then
+  with the ``postprocessing.json`` nnU-Net writes beside its pickle);
+- ``autoseg.inference.model_files.open_model_files`` checks a model folder (AutoSeg's or nnU-Net
+  v2's ``<Trainer>__<Plans>__<configuration>``, or a kept version ``versions/<n>``): its name,
+  plans.json (nnU-Net's translated, settings AutoSeg cannot reproduce refused), dataset.json and
+  the folds holding ``checkpoint_final.pth``; a cascade stage also needs its previous stage.
 
-- a dataset's results folder ``<results>/DatasetXXX_Name`` holding model folders
-  ``<trainer>__<plans>__<configuration>`` and, after ``autoseg find_best_configuration``,
-  ``inference_information.json`` (then ``autoseg predict -m`` runs the recommended
-  configuration(s), the ensemble and the post-processing in one call);
-- one model folder ``<trainer>__<plans>__<configuration>`` (plans.json, dataset.json, fold_<k>/).
+Only the checkpoints themselves are left to the engine (reading them needs torch).
+
+Model zips (``autoseg export_model`` or ``nnUNetv2_export_model_to_zip``) are described from their
+member names after the engine's safety checks (``autoseg.model_zip_layout``) and imported with the
+engine's ``import_model``, which checks everything again before writing anything.
 
 Labels: background (0) and the ``ignore`` label are left out: neither is ever predicted. For a
 region-based dataset (a label is a list of classes, e.g. BraTS) the prediction file holds, per
@@ -23,19 +30,38 @@ its value (non-overlapping), which is exactly what the file says.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autoseg.dataset import DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
-from autoseg.labels import IGNORE_NAME, LabelSpec
+from autoseg.inference.model_files import (
+    AUTOSEG_ORIGIN,
+    ModelFiles,
+    open_model_files,
+    previous_stage_folder,
+)
+from autoseg.inference.recommended import (
+    INFORMATION_FILE,
+    is_dataset_results_folder,
+    read_recommendation,
+)
+from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
+from autoseg.labels import IGNORE_NAME, LabelSpec, parse_labels
 from autoseg.model_sharing import import_model
+from autoseg.model_zip_layout import archive_problems
+from autoseg.results_layout import (
+    FINAL_CHECKPOINT,
+    is_version_folder,
+    named_model_folder,
+    split_model_folder_name,
+)
 
-INFORMATION_FILE = "inference_information.json"
-CHECKPOINT = "checkpoint_final.pth"
-_MODEL_FILES = ("plans.json", "dataset.json")
 _FOLD_PREFIX = "fold_"
+# dataset.json read from a zip before import: a real one is a few kB.
+_MAX_DATASET_JSON_BYTES = 1 << 20
+TOOL_NAMES = {AUTOSEG_ORIGIN: "AutoSeg", NNUNET_ORIGIN: "nnU-Net v2"}
 
 ModelKind = Literal["dataset", "model"]
 
@@ -49,8 +75,8 @@ class ModelDescription:
     """Everything the Predict panel shows about a model before anything runs.
 
     Attributes:
-        path: the folder the user chose (pass it to ``autoseg predict -m``, see ``predict_folder``).
-        kind: "dataset" (a dataset's results folder) or "model" (one model folder).
+        path: the folder the user chose.
+        kind: "dataset" (a dataset's results folder) or "model" (one model folder or version).
         dataset_name: e.g. "Dataset004_Hippocampus".
         labels: foreground label name -> value in the prediction file (see the module docstring).
         channel_names: the input channels, in order (one volume each).
@@ -62,6 +88,10 @@ class ModelDescription:
         has_postprocessing: the recommended result has a post-processing file that predict applies.
         model_folders: the folder of each entry of ``configurations``.
         recommended_configurations: the configurations of ``recommended``, in selection order.
+        predict_folder: what to pass to ``autoseg predict -m``.
+        origin: who trained the model(s): "autoseg" or "nnunet".
+        recommended_folds: the cross-validation folds the recommendation averages.
+        unusable: model folders of a dataset that predict would refuse, with the reason.
     """
 
     path: Path
@@ -75,52 +105,50 @@ class ModelDescription:
     has_postprocessing: bool = False
     model_folders: dict[str, Path] = field(default_factory=dict)
     recommended_configurations: tuple[str, ...] = ()
+    predict_folder: Path = Path()
+    origin: str = AUTOSEG_ORIGIN
+    recommended_folds: tuple[str, ...] = ()
+    unusable: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_channels(self) -> int:
         return len(self.channel_names)
 
     @property
-    def predict_folder(self) -> Path:
-        """What to pass as ``-m``: the chosen folder, or its only model when nothing was selected.
-
-        A dataset folder without inference_information.json but with a single trained model is
-        unambiguous, so predicting with that model needs no selection run.
-        """
-        usable = [key for key, folds in self.configurations.items() if folds]
-        if self.kind == "dataset" and self.recommended is None and len(usable) == 1:
-            return self.model_folders[usable[0]]
-        return self.path
+    def tool(self) -> str:
+        return TOOL_NAMES.get(self.origin, self.origin)
 
     def summary(self) -> str:
         """A few lines for the module panel: dataset, labels, channels, what will run."""
         labels = ", ".join(self.labels) or "none"
         lines = [
-            f"{self.dataset_name}: {len(self.labels)} label(s) ({labels})",
+            f"{self.dataset_name} ({self.tool}): {len(self.labels)} label(s) ({labels})",
             f"Input: {', '.join(self.channel_names)} ({self.file_ending})",
         ]
         if self.recommended is not None:
+            folds = f", folds {', '.join(self.recommended_folds)}" if self.recommended_folds else ""
             extra = " + post-processing" if self.has_postprocessing else ""
-            lines.append(f"Recommended: {self.recommended}{extra}")
+            lines.append(f"Recommended: {self.recommended}{folds}{extra}")
         trained = [f"{key} (folds {', '.join(f)})" for key, f in self.configurations.items() if f]
         lines.append(f"Trained: {'; '.join(trained) or 'nothing yet'}")
+        lines += [f"Not usable: {name}: {why}" for name, why in self.unusable.items()]
         return "\n".join(lines)
 
 
 def describe_model(path: Path) -> ModelDescription:
-    """Describe a dataset results folder or a single model folder; raises ModelFolderError."""
+    """Describe a dataset results folder or a single model folder; raises ModelFolderError for
+    anything ``autoseg predict -m`` would refuse before reading a checkpoint."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelFolderError(
             f"{path}: folder not found. Choose a dataset's results folder "
             "(<results>/DatasetXXX_Name) or one of its model folders."
         )
-    if _is_model_folder(path):
-        return _describe_single(path)
-    models = _model_folders(path)
-    if models or (path / INFORMATION_FILE).is_file():
-        return _describe_dataset(path, models)
-    raise ModelFolderError(_not_a_model_message(path))
+    if is_dataset_results_folder(path):
+        return _describe_dataset(path)
+    if not _named_like_a_model(path):
+        raise ModelFolderError(_not_a_model_message(path))
+    return _describe_single(path)
 
 
 def import_model_zip(zip_path: Path, results_root: Path, *, overwrite: bool = False) -> Path:
@@ -136,65 +164,42 @@ def import_model_zip(zip_path: Path, results_root: Path, *, overwrite: bool = Fa
     return models[0].parent
 
 
-# ----------------------------------------------------------------------------- folder detection
+# ----------------------------------------------------------------------------- model folders
 
 
-def _split_name(folder: Path) -> tuple[str, str, str] | None:
-    parts = folder.name.split("__")
-    if len(parts) != 3 or not all(parts):
-        return None
-    return parts[0], parts[1], parts[2]
-
-
-def _configuration_of(model: Path) -> str:
-    """The configuration part of a (checked) model folder's name."""
-    return model.name.split("__")[2]
-
-
-def _is_model_folder(folder: Path) -> bool:
-    has_files = all((folder / name).is_file() for name in _MODEL_FILES)
-    return has_files and _split_name(folder) is not None
-
-
-def _model_folders(folder: Path) -> list[Path]:
-    """Model folders right below a dataset folder, sorted by name."""
-    return sorted(child for child in folder.iterdir() if child.is_dir() and _is_model_folder(child))
+def _named_like_a_model(folder: Path) -> bool:
+    try:
+        return all(split_model_folder_name(named_model_folder(folder).name))
+    except ValueError:
+        return False
 
 
 def _not_a_model_message(path: Path) -> str:
-    datasets = sorted(c.name for c in path.iterdir() if c.is_dir() and c.name.startswith("Dataset"))
+    """A folder neither kind of model folder: say what was expected and where to go instead."""
     hint = ""
-    if datasets:
-        hint = f" It looks like a results root; choose one of: {', '.join(datasets[:10])}."
-    elif path.name.startswith(_FOLD_PREFIX):
+    datasets = sorted(c.name for c in path.iterdir() if c.is_dir() and c.name.startswith("Dataset"))
+    if path.name.startswith(_FOLD_PREFIX) and _named_like_a_model(path.parent):
         hint = f" It looks like one fold; choose its parent folder {path.parent}."
+    elif datasets:
+        hint = f" It looks like a results root; choose one of: {', '.join(datasets[:10])}."
     return (
         f"{path} is not a model folder. Expected a dataset's results folder (holding "
         f"{INFORMATION_FILE} and/or model folders named <trainer>__<plans>__<configuration>) or "
-        "one model folder (holding plans.json, dataset.json and fold_<k>/checkpoint_final.pth)."
+        f"one model folder (holding plans.json, dataset.json and fold_<k>/{FINAL_CHECKPOINT})."
         + hint
     )
 
 
-def _trained_folds(model: Path) -> tuple[str, ...]:
-    """Folds (numbered first, then "all") whose folder holds the final checkpoint."""
-    names = [
-        child.name.removeprefix(_FOLD_PREFIX)
-        for child in model.glob(f"{_FOLD_PREFIX}*")
-        if (child / CHECKPOINT).is_file()
-    ]
-    valid = [n for n in names if n.isdigit() or n == "all"]
-    return tuple(sorted(valid, key=lambda n: (0, int(n)) if n.isdigit() else (1, 0)))
-
-
-# ----------------------------------------------------------------------------------- describing
-
-
-def _load_dataset(model: Path) -> DatasetSpec:
+def _checked_model(path: Path, folds: tuple[str, ...] | None = None) -> ModelFiles:
+    """The engine's check of a model folder, plus a cascade stage's previous stage."""
     try:
-        return load_dataset_json(model / "dataset.json")
+        files = open_model_files(path, folds)
+        if files.is_cascade:
+            stage = str(files.config.previous_stage)
+            open_model_files(previous_stage_folder(path, stage), files.folds)
     except AutoSegError as error:
-        raise ModelFolderError(f"{model / 'dataset.json'} cannot be used: {error}") from error
+        raise ModelFolderError(str(error)) from error
+    return files
 
 
 def foreground_labels(labels: LabelSpec) -> dict[str, int]:
@@ -206,111 +211,191 @@ def foreground_labels(labels: LabelSpec) -> dict[str, int]:
     return {name: int(value) for (name, _), value in zip(entries, order, strict=False)}
 
 
-def _configuration_keys(models: list[Path]) -> dict[str, Path]:
-    """Configuration name -> folder; the full folder name where two share a configuration."""
-    configurations = [_configuration_of(m) for m in models]
+def _dataset_name(model: Path) -> str:
+    return named_model_folder(model).parent.name
+
+
+def _configuration_keys(models: list[ModelFiles]) -> dict[str, ModelFiles]:
+    """Configuration name -> model; the full folder name where two share a configuration."""
+    names = [m.configuration for m in models]
     return {
-        (cfg if configurations.count(cfg) == 1 else model.name): model
-        for cfg, model in zip(configurations, models, strict=True)
+        (m.configuration if names.count(m.configuration) == 1 else m.path.name): m for m in models
     }
 
 
-def _describe_single(model: Path) -> ModelDescription:
-    dataset = _load_dataset(model)
-    configuration = _configuration_of(model)
-    folds = _trained_folds(model)
-    if not folds:
-        raise ModelFolderError(
-            f"{model}: no fold_<k> folder holds {CHECKPOINT}, so there is nothing to predict "
-            "with. Finish training at least one fold, or choose another model folder."
-        )
+def _describe_single(path: Path) -> ModelDescription:
+    files = _checked_model(path)
+    name = (
+        files.configuration
+        if not is_version_folder(path)
+        else f"{files.configuration} v{path.name}"
+    )
     return ModelDescription(
-        path=model,
+        path=path,
         kind="model",
-        dataset_name=model.parent.name,
-        labels=foreground_labels(dataset.labels),
-        channel_names=dataset.channel_names,
-        file_ending=dataset.file_ending,
-        configurations={configuration: folds},
-        model_folders={configuration: model},
+        dataset_name=_dataset_name(path),
+        labels=foreground_labels(files.dataset.labels),
+        channel_names=files.dataset.channel_names,
+        file_ending=files.dataset.file_ending,
+        configurations={name: files.folds},
+        model_folders={name: path},
+        predict_folder=path,
+        origin=files.origin,
     )
 
 
-@dataclass(frozen=True)
-class _Selection:
-    """The recommendation of inference_information.json (folders relative to the dataset)."""
-
-    models: tuple[tuple[str, str], ...]  # (configuration, model folder)
-    postprocessing_file: str | None
+# ----------------------------------------------------------------------------- dataset folders
 
 
-def _read_selection(folder: Path) -> _Selection | None:
-    file = folder / INFORMATION_FILE
-    if not file.is_file():
-        return None
-    problem = "selected_models is empty"
-    try:
-        best = json.loads(file.read_text(encoding="utf-8"))["best_model_or_ensemble"]
-        models = tuple((str(m["configuration"]), str(m["folder"])) for m in best["selected_models"])
-        pp_file = best.get("postprocessing_file")
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
-        models, pp_file, problem = (), None, f"{type(error).__name__}: {error}"
+def _first_sentence(message: str) -> str:
+    first = message.split(". ", 1)[0]
+    return first if first.endswith(".") else f"{first}."
+
+
+def _usable_models(folder: Path) -> tuple[list[ModelFiles], dict[str, str]]:
+    """The model folders right below a dataset folder that predict accepts, and the others with
+    the first sentence of their refusal."""
+    usable, refused = [], {}
+    for child in sorted(p for p in folder.iterdir() if p.is_dir() and _named_like_a_model(p)):
+        try:
+            usable.append(_checked_model(child))
+        except ModelFolderError as error:
+            refused[child.name] = _first_sentence(str(error).removeprefix(f"{child}: "))
+    return usable, refused
+
+
+def _no_choice_error(folder: Path, models: list[ModelFiles], refused: dict[str, str]) -> str:
     if not models:
-        raise ModelFolderError(
-            f"{file} is damaged (best_model_or_ensemble.selected_models unreadable: {problem}). "
-            "Run `autoseg find_best_configuration` again, or import the model zip again."
+        reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
+        return (
+            f"{folder}: no model folder here can predict ({reasons or 'none found'}). Finish "
+            "training at least one fold, or choose another folder."
         )
-    return _Selection(models, str(pp_file) if pp_file else None)
+    names = ", ".join(m.path.name for m in models)
+    return (
+        f"{folder} holds {len(models)} models ({names}) but no {INFORMATION_FILE}, so predict "
+        "cannot know which one to run. Choose one of its model folders, or run "
+        f"`autoseg find_best_configuration {folder.name}` (nnUNetv2_find_best_configuration for "
+        "nnU-Net models) to choose."
+    )
 
 
-def _recommendation(folder: Path, selection: _Selection) -> tuple[list[Path], bool]:
-    """The recommended model folders (checked), and whether the post-processing file exists."""
-    folders = [folder / relative for _, relative in selection.models]
-    missing = [f for f in folders if not _is_model_folder(f)]
-    if missing:
-        raise ModelFolderError(
-            f"{folder / INFORMATION_FILE} recommends {', '.join(f.name for f in missing)}, but "
-            "that model folder (plans.json, dataset.json) is missing. Import or copy the complete "
-            "model, or choose one model folder instead."
-        )
-    pp_file = selection.postprocessing_file
-    return folders, pp_file is not None and (folder / pp_file).is_file()
+def _recommended(folder: Path) -> tuple[list[ModelFiles], tuple[str, ...], bool]:
+    """The recommended models (checked with the recommended folds), folds, post-processing."""
+    try:
+        recommendation = read_recommendation(folder)
+    except AutoSegError as error:
+        raise ModelFolderError(str(error)) from error
+    chosen = [_checked_model(model, recommendation.folds) for model in recommendation.model_dirs]
+    return chosen, recommendation.folds, recommendation.postprocessing_file is not None
 
 
-def _recommended_name(configurations: tuple[str, ...]) -> str:
-    if len(configurations) == 1:
-        return configurations[0]
-    return "ensemble of " + " + ".join(configurations)
-
-
-def _describe_dataset(folder: Path, models: list[Path]) -> ModelDescription:
-    selection = _read_selection(folder)
-    recommended: tuple[str, ...] = ()
-    has_pp = False
-    source = models[0] if models else None
-    if selection is not None:
-        selected, has_pp = _recommendation(folder, selection)
-        recommended, source = tuple(c for c, _ in selection.models), selected[0]
-    if source is None:
-        raise ModelFolderError(_not_a_model_message(folder))
+def _describe_dataset(folder: Path) -> ModelDescription:
+    models, refused = _usable_models(folder)
+    chosen, folds, has_pp = [], (), False
+    if (folder / INFORMATION_FILE).is_file():
+        chosen, folds, has_pp = _recommended(folder)
+    elif len(models) != 1:
+        raise ModelFolderError(_no_choice_error(folder, models, refused))
+    source = chosen[0] if chosen else models[0]
     keys = _configuration_keys(models)
-    configurations = {key: _trained_folds(model) for key, model in keys.items()}
-    if not any(configurations.values()):
-        raise ModelFolderError(
-            f"{folder}: no model folder has a fold_<k>/{CHECKPOINT}, so there is nothing to "
-            "predict with. Finish training at least one fold first."
-        )
-    dataset = _load_dataset(source)
+    recommended = tuple(m.configuration for m in chosen)
+    if len(recommended) > 1:
+        name: str | None = "ensemble of " + " + ".join(recommended)
+    else:
+        name = recommended[0] if recommended else None
     return ModelDescription(
         path=folder,
         kind="dataset",
         dataset_name=folder.name,
-        labels=foreground_labels(dataset.labels),
-        channel_names=dataset.channel_names,
-        file_ending=dataset.file_ending,
-        configurations=configurations,
-        recommended=_recommended_name(recommended) if recommended else None,
+        labels=foreground_labels(source.dataset.labels),
+        channel_names=source.dataset.channel_names,
+        file_ending=source.dataset.file_ending,
+        configurations={key: model.folds for key, model in keys.items()},
+        recommended=name,
         has_postprocessing=has_pp,
-        model_folders=keys,
+        model_folders={key: model.path for key, model in keys.items()},
         recommended_configurations=recommended,
+        predict_folder=folder if chosen else source.path,
+        origin=source.origin,
+        recommended_folds=folds,
+        unusable=refused,
     )
+
+
+# ---------------------------------------------------------------------------------------- zips
+
+
+@dataclass(frozen=True)
+class ZipDescription:
+    """What a model zip holds, from its member names (nothing extracted)."""
+
+    path: Path
+    dataset_name: str
+    models: dict[str, tuple[str, ...]]  # model folder name -> folds with the final checkpoint
+    has_selection: bool
+    labels: dict[str, int]
+
+    def summary(self) -> str:
+        models = "; ".join(f"{m} (folds {', '.join(f) or 'none'})" for m, f in self.models.items())
+        lines = [
+            f"{self.path.name}: {self.dataset_name}",
+            f"Models: {models}",
+            f"Labels: {', '.join(self.labels) or 'unknown'}",
+        ]
+        if self.has_selection:
+            lines.append(f"With {INFORMATION_FILE}: predicts the recommended configuration(s).")
+        return "\n".join(lines)
+
+
+def _zip_labels(archive: zipfile.ZipFile, member: str) -> dict[str, int]:
+    info = archive.getinfo(member)
+    if info.file_size > _MAX_DATASET_JSON_BYTES:
+        return {}
+    try:
+        data = json.loads(archive.read(member).decode("utf-8"))
+        labels, problems = parse_labels(data["labels"], data.get("regions_class_order"), member)
+    except (ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return {}  # the model folder's check after the import says what is wrong
+    if labels is None or any(p.is_error for p in problems):
+        return {}
+    return foreground_labels(labels)
+
+
+def _zip_models(names: list[str], top: str) -> dict[str, tuple[str, ...]]:
+    parts = [name.split("/") for name in names]
+    models = sorted({p[1] for p in parts if len(p) == 3 and p[0] == top and p[2] == "plans.json"})
+    return {
+        model: tuple(
+            sorted(
+                p[2].removeprefix(_FOLD_PREFIX)
+                for p in parts
+                if len(p) == 4 and p[1] == model and p[3] == FINAL_CHECKPOINT
+            )
+        )
+        for model in models
+    }
+
+
+def describe_zip(zip_path: Path, results_root: Path) -> ZipDescription:
+    """Describe a model zip after the engine's member checks; ModelFolderError for a zip that
+    import would refuse for its members (existing targets are left to the import)."""
+    zip_path = Path(zip_path)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = archive.infolist()
+            problems, top = archive_problems(members, Path(results_root).resolve())
+            names = [m.filename for m in members if not m.is_dir()]
+            models = _zip_models(names, top)
+            labels = (
+                _zip_labels(archive, f"{top}/{next(iter(models))}/dataset.json") if models else {}
+            )
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ModelFolderError(f"{zip_path} is not a readable zip file ({error}).") from error
+    if problems or not models:
+        first = (
+            problems[0] if problems else f"no {top}/<trainer>__<plans>__<configuration>/plans.json"
+        )
+        raise ModelFolderError(f"{zip_path} is not a model zip that can be imported: {first}.")
+    has_selection = f"{top}/{INFORMATION_FILE}" in names
+    return ZipDescription(zip_path, top, models, has_selection, labels)

@@ -1,52 +1,32 @@
-"""model_catalog: what the Predict panel learns from a model's JSON files, and clear refusals."""
+"""model_catalog: what the Predict panel learns from a model's files, judged by the engine's own
+torch-free rules, and clear refusals up front for what ``autoseg predict -m`` would refuse."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import shutil
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
+from Testing.slicer.model_fixtures import NNUNET_DATASET, REPOSITORY, make_model
 
 from autoseg.model_sharing import export_model
 from AutoSegPredictLib.model_catalog import (
     ModelFolderError,
     describe_model,
+    describe_zip,
     import_model_zip,
 )
 
-LABELS = {"background": 0, "anterior": 1, "posterior": 2}
+NNUNET_FULLRES = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+NNUNET_CASCADE = "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres"
 
 
-def make_model(
-    dataset: Path,
-    configuration: str = "3d_fullres",
-    folds: Sequence[str] = ("0", "1"),
-    *,
-    labels: Mapping[str, Any] = LABELS,
-    extra_json: Mapping[str, Any] | None = None,
-    trainer: str = "AutoSegTrainer",
-) -> Path:
-    """A model folder as training writes it (JSON files, empty checkpoint files)."""
-    folder = dataset / f"{trainer}__AutoSegPlans__{configuration}"
-    folder.mkdir(parents=True)
-    dataset_json = {
-        "channel_names": {"0": "MRI"},
-        "labels": dict(labels),
-        "numTraining": 4,
-        "file_ending": ".nii.gz",
-        **(extra_json or {}),
-    }
-    (folder / "dataset.json").write_text(json.dumps(dataset_json), encoding="utf-8")
-    (folder / "plans.json").write_text("{}", encoding="utf-8")
-    for fold in folds:
-        (folder / f"fold_{fold}").mkdir()
-        (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"")
-    return folder
-
-
-def write_selection(dataset: Path, configurations: Sequence[str], pp_file: str | None) -> None:
+def write_selection(
+    dataset: Path, configurations: Sequence[str], pp_file: str | None, folds: Sequence[int] = (0,)
+) -> None:
     """inference_information.json as find_best_configuration writes it (the parts that matter)."""
     models = [
         {
@@ -58,7 +38,7 @@ def write_selection(dataset: Path, configurations: Sequence[str], pp_file: str |
         for c in configurations
     ]
     best = {"name": "x", "selected_models": models, "postprocessing_file": pp_file}
-    information = {"dataset": dataset.name, "best_model_or_ensemble": best}
+    information = {"dataset": dataset.name, "folds": list(folds), "best_model_or_ensemble": best}
     (dataset / "inference_information.json").write_text(json.dumps(information), encoding="utf-8")
 
 
@@ -75,7 +55,9 @@ def test_a_model_folder_lists_labels_channels_and_trained_folds(tmp_path: Path) 
     assert description.channel_names == ("MRI",)
     assert description.num_channels == 1
     assert description.file_ending == ".nii.gz"
-    assert description.configurations == {"3d_fullres": ("2", "10", "all")}
+    # what predict uses: the numbered folds in order ("all" only when it is the only one)
+    assert description.configurations == {"3d_fullres": ("2", "10")}
+    assert description.origin == "autoseg"
     assert description.recommended is None
     assert description.has_postprocessing is False
     assert description.predict_folder == model
@@ -91,31 +73,33 @@ def test_a_dataset_folder_names_the_recommended_ensemble(tmp_path: Path) -> None
     (dataset / pp_file).write_text("{}", encoding="utf-8")
     write_selection(dataset, ["2d", "3d_fullres"], pp_file)
     description = describe_model(dataset)
+    assert description.recommended_folds == ("0",)
     assert description.kind == "dataset"
     assert description.dataset_name == "Dataset004_Hippocampus"
     assert description.recommended == "ensemble of 2d + 3d_fullres"
     assert description.recommended_configurations == ("2d", "3d_fullres")
     assert description.has_postprocessing is True
-    assert description.configurations == {
-        "2d": ("0",),
-        "3d_fullres": ("0", "1"),
-        "3d_lowres": (),
-    }
+    assert description.configurations == {"2d": ("0",), "3d_fullres": ("0", "1")}
+    assert list(description.unusable) == ["AutoSegTrainer__AutoSegPlans__3d_lowres"]
     assert description.model_folders["3d_fullres"] == model
     assert description.predict_folder == dataset
     summary = description.summary()
     assert "anterior, posterior" in summary
-    assert "Recommended: ensemble of 2d + 3d_fullres + post-processing" in summary
-    assert "3d_lowres" not in summary  # nothing trained there yet
+    assert "Recommended: ensemble of 2d + 3d_fullres, folds 0 + post-processing" in summary
+    assert "Not usable: AutoSegTrainer__AutoSegPlans__3d_lowres: no fold_<k>" in summary
 
 
-def test_a_single_recommendation_without_postprocessing_file(tmp_path: Path) -> None:
+def test_a_recommendation_is_refused_as_predict_refuses_it(tmp_path: Path) -> None:
     dataset = tmp_path / "Dataset010_Liver"
     make_model(dataset, "3d_fullres")
-    write_selection(dataset, ["3d_fullres"], "gone/postprocessing.json")
+    write_selection(dataset, ["3d_fullres"], None)
     description = describe_model(dataset)
     assert description.recommended == "3d_fullres"
     assert description.has_postprocessing is False
+    write_selection(dataset, ["3d_fullres"], "gone/postprocessing.json")
+    assert "post-processing file" in _refusal(dataset)
+    write_selection(dataset, ["3d_fullres"], None, folds=(0, 4))  # fold 4 was never trained
+    assert "fold_4" in _refusal(dataset)
 
 
 def test_without_selection_the_only_model_is_what_predict_gets(tmp_path: Path) -> None:
@@ -125,8 +109,10 @@ def test_without_selection_the_only_model_is_what_predict_gets(tmp_path: Path) -
     description = describe_model(dataset)
     assert description.recommended is None
     assert description.predict_folder == model
-    make_model(dataset, "3d_fullres")
-    assert describe_model(dataset).predict_folder == dataset
+    make_model(dataset, "3d_fullres")  # predict would not know which one to run
+    message = _refusal(dataset)
+    assert "holds 2 models" in message
+    assert "find_best_configuration Dataset010_Liver" in message
 
 
 def test_models_of_two_trainers_are_keyed_by_folder_name(tmp_path: Path) -> None:
@@ -134,6 +120,7 @@ def test_models_of_two_trainers_are_keyed_by_folder_name(tmp_path: Path) -> None
     make_model(dataset, "3d_fullres")
     make_model(dataset, "3d_fullres", trainer="OtherTrainer")
     make_model(dataset, "2d")
+    write_selection(dataset, ["2d"], None)
     keys = set(describe_model(dataset).configurations)
     assert keys == {
         "AutoSegTrainer__AutoSegPlans__3d_fullres",
@@ -188,7 +175,7 @@ def test_folders_that_are_no_model_are_refused_with_what_they_should_hold(tmp_pa
 def test_a_model_without_checkpoints_is_refused(tmp_path: Path) -> None:
     model = make_model(tmp_path / "Dataset004_Hippocampus", folds=())
     assert "no fold_<k> folder holds checkpoint_final.pth" in _refusal(model)
-    assert "nothing to predict with" in _refusal(model.parent)
+    assert "no model folder here can predict" in _refusal(model.parent)
 
 
 def test_a_broken_dataset_json_names_the_file(tmp_path: Path) -> None:
@@ -202,10 +189,10 @@ def test_a_damaged_or_dangling_selection_is_refused(tmp_path: Path) -> None:
     dataset = tmp_path / "Dataset004_Hippocampus"
     make_model(dataset)
     (dataset / "inference_information.json").write_text("{not json", encoding="utf-8")
-    assert "inference_information.json is damaged" in _refusal(dataset)
+    assert "cannot be read as JSON" in _refusal(dataset)
     write_selection(dataset, ["2d"], None)
     message = _refusal(dataset)
-    assert "recommends AutoSegTrainer__AutoSegPlans__2d" in message
+    assert "AutoSegTrainer__AutoSegPlans__2d named in" in message
     assert "missing" in message
 
 
@@ -215,6 +202,11 @@ def test_import_model_zip_returns_the_dataset_folder(tmp_path: Path) -> None:
     write_selection(dataset, ["3d_fullres"], None)
     archive = export_model(dataset, tmp_path / "model.zip")
     results = tmp_path / "results"
+    shown = describe_zip(archive, results)
+    assert shown.dataset_name == "Dataset004_Hippocampus"
+    assert shown.models == {"AutoSegTrainer__AutoSegPlans__3d_fullres": ("0", "1")}
+    assert shown.labels == {"anterior": 1, "posterior": 2}
+    assert shown.has_selection
     imported = import_model_zip(archive, results)
     assert imported == results.resolve() / "Dataset004_Hippocampus"
     description = describe_model(imported)
@@ -224,3 +216,105 @@ def test_import_model_zip_returns_the_dataset_folder(tmp_path: Path) -> None:
         import_model_zip(archive, results)
     assert isinstance(caught.value, ValueError)
     assert import_model_zip(archive, results, overwrite=True) == imported
+
+
+# ------------------------------------------------------------------------------------ nnU-Net
+
+
+def test_an_nnunet_dataset_folder_runs_nnunets_own_selection() -> None:
+    """nnUNetv2_find_best_configuration chose the ensemble of 3d_fullres and 2d with
+    post-processing (its postprocessing.json is read, never the pickle)."""
+    description = describe_model(NNUNET_DATASET)
+    assert description.kind == "dataset"
+    assert description.origin == "nnunet"
+    assert description.tool == "nnU-Net v2"
+    assert description.recommended == "ensemble of 3d_fullres + 2d"
+    assert description.recommended_folds == ("0",)
+    assert description.has_postprocessing
+    assert description.predict_folder == NNUNET_DATASET
+    assert description.labels == {"outer": 1, "inner": 2}
+    assert description.channel_names == ("CT", "MR")
+    assert description.configurations["3d_cascade_fullres"] == ("all",)
+    assert description.configurations[f"{NNUNET_FULLRES}"] == ("0",)  # two trainers: full names
+    assert not description.unusable
+    assert description.summary().startswith("Dataset990_AutoSegInterop (nnU-Net v2): 2 label(s)")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [NNUNET_FULLRES, NNUNET_CASCADE, "nnUNetTrainer_5epochs__nnUNetResEncUNetMPlans__3d_fullres"],
+)
+def test_nnunet_model_folders_are_accepted(model: str) -> None:
+    description = describe_model(NNUNET_DATASET / model)
+    assert description.kind == "model"
+    assert description.origin == "nnunet"
+    assert description.predict_folder == NNUNET_DATASET / model
+    assert description.dataset_name == "Dataset990_AutoSegInterop"
+
+
+def _copy_nnunet(tmp_path: Path, *models: str) -> Path:
+    dataset = tmp_path / NNUNET_DATASET.name
+    for model in models:
+        shutil.copytree(NNUNET_DATASET / model, dataset / model)
+    return dataset
+
+
+def test_what_predict_would_refuse_is_refused_up_front(tmp_path: Path) -> None:
+    """A cascade without its previous stage, plans AutoSeg cannot reproduce, a selection whose
+    post-processing JSON was not copied: refused when chosen, not after the engine started."""
+    dataset = _copy_nnunet(tmp_path, NNUNET_CASCADE, NNUNET_FULLRES)
+    assert "3d_lowres" in _refusal(dataset / NNUNET_CASCADE)
+    plans_file = dataset / NNUNET_FULLRES / "plans.json"
+    plans = json.loads(plans_file.read_text(encoding="utf-8"))
+    plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = "x.MyUNet"
+    plans_file.write_text(json.dumps(plans), encoding="utf-8")
+    assert "MyUNet" in _refusal(dataset / NNUNET_FULLRES)
+    shutil.copy(NNUNET_DATASET / "inference_information.json", dataset)
+    assert "nnUNetTrainer__nnUNetPlans__2d named in" in _refusal(dataset)  # not copied
+    _copy_nnunet(tmp_path, "nnUNetTrainer__nnUNetPlans__2d")
+    shutil.copyfile(NNUNET_DATASET / NNUNET_FULLRES / "plans.json", plans_file)
+    assert "postprocessing.json" in _refusal(dataset)
+
+
+def test_a_kept_version_is_a_model_folder(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "Dataset004_Hippocampus", folds=("0",))
+    version = model / "versions" / "1"
+    shutil.copytree(model, version, ignore=shutil.ignore_patterns("versions"))
+    description = describe_model(version)
+    assert description.configurations == {"3d_fullres v1": ("0",)}
+    assert description.dataset_name == "Dataset004_Hippocampus"
+    assert description.predict_folder == version
+
+
+def _nnunet_zip(path: Path) -> Path:
+    """A zip with the member names nnUNetv2_export_model_to_zip wrote for the fixture."""
+    reference = REPOSITORY / "Testing" / "data" / "nnunet_reference"
+    names = json.loads((reference / "export_members.json").read_text(encoding="utf-8"))
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            source = reference / "results" / name
+            archive.writestr(name, source.read_bytes() if source.is_file() else b"{}")
+    return path
+
+
+def test_an_nnunet_zip_is_described_then_imported(tmp_path: Path) -> None:
+    archive = _nnunet_zip(tmp_path / "nnunet.zip")
+    results = tmp_path / "results"
+    shown = describe_zip(archive, results)
+    assert shown.dataset_name == "Dataset990_AutoSegInterop"
+    assert shown.models == {"nnUNetTrainer__nnUNetPlans__2d": ("0",), NNUNET_FULLRES: ("0",)}
+    assert shown.labels == {"outer": 1, "inner": 2}
+    assert "predicts the recommended configuration(s)" in shown.summary()
+    imported = import_model_zip(archive, results)
+    assert describe_model(imported).recommended == "ensemble of 3d_fullres + 2d"
+
+
+def test_an_unsafe_or_foreign_zip_is_refused_before_import(tmp_path: Path) -> None:
+    unsafe = tmp_path / "unsafe.zip"
+    with zipfile.ZipFile(unsafe, "w") as archive:
+        archive.writestr("Dataset004_X/../../evil.sh", b"echo")
+    with pytest.raises(ModelFolderError, match="not a model zip that can be imported"):
+        describe_zip(unsafe, tmp_path / "results")
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(ModelFolderError, match="not a readable zip"):
+        describe_zip(tmp_path / "broken.zip", tmp_path / "results")

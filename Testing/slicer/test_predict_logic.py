@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
+from Testing.slicer import model_fixtures
 
 from AutoSegCoreLib.volume_io import VolumeError, write_input_volumes
 from AutoSegPredictLib.predict_logic import (
@@ -72,19 +73,10 @@ def oblique_matrix() -> np.ndarray:
 
 
 def make_model(folder: Path, channels: int = 1) -> Path:
-    """A model folder's JSON files with empty checkpoints (enough for the stand-in engine)."""
-    model = folder / "Dataset901_Tiny" / "AutoSegTrainer__AutoSegPlans__3d_fullres"
-    (model / "fold_0").mkdir(parents=True)
-    dataset = {
-        "channel_names": {str(i): f"CT{i}" for i in range(channels)},
-        "labels": LABELS,
-        "numTraining": 2,
-        "file_ending": ".nii.gz",
-    }
-    (model / "dataset.json").write_text(json.dumps(dataset), encoding="utf-8")
-    (model / "plans.json").write_text("{}", encoding="utf-8")
-    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
-    return model
+    """A model folder's files with empty checkpoints (enough for the stand-in engine)."""
+    names = [f"CT{i}" for i in range(channels)]
+    dataset = folder / "Dataset901_Tiny"
+    return model_fixtures.make_model(dataset, folds=("0",), labels=LABELS, channels=names)
 
 
 @pytest.fixture
