@@ -30,6 +30,7 @@ from autoseg.errors import AutoSegError
 from autoseg.evaluation import SUMMARY_FILE, load_summary
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans
 from autoseg.results_layout import (
+    FINAL_CHECKPOINT,
     FOLD_CASES_FILE,
     VERSION_INFO_FILE,
     split_model_folder_name,
@@ -39,9 +40,7 @@ from autoseg.results_layout import (
 from autoseg.training.run_log import EVENTS_FILE
 from autoseg.training.settings import SETTINGS_FILE
 
-# The same names as autoseg.checkpoint.FINAL and the final validation's folder (those modules
-# import torch, which this listing must not).
-FINAL_CHECKPOINT = "checkpoint_final.pth"
+# The same name as the final validation's folder (training/validation.py imports torch).
 VALIDATION_FOLDER = "validation"
 FOLD_PREFIX = "fold_"
 AUTOSEG_ORIGIN = "autoseg"
