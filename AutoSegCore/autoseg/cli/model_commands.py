@@ -14,6 +14,11 @@ from autoseg.model_sharing import ExportOptions, export_model, import_model
 from autoseg.paths import make_folder, resolve_dataset_name
 from autoseg.plans import Plans
 
+_NNUNET_USAGE = (
+    "nnUNetv2_install_pretrained_model_from_zip ZIP, then "
+    "nnUNetv2_predict -d D -c C -f F -tr nnUNetTrainer -p PLANS"
+)
+
 
 def find_beside(folder: Path, name: str, explicit: str | None) -> Path:
     """``name`` given explicitly, or found in ``folder`` or up to two folders above it (a fold's
@@ -58,6 +63,12 @@ def _export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         checkpoint=args.checkpoint,
     )
     make_folder(Path(args.output).parent, "the folder of the zip (-o)")
+    if args.format == "nnunet":
+        from autoseg.interop.nnunet_export import export_nnunet_model  # noqa: PLC0415 (torch)
+
+        path = export_nnunet_model(dataset_dir, Path(args.output), options)
+        print(f"Exported {dataset_dir.name} to {path} for nnU-Net v2 ({_NNUNET_USAGE})")
+        return 0
     path = export_model(dataset_dir, Path(args.output), options)
     print(f"Exported {dataset_dir.name} to {path}")
     return 0
@@ -94,6 +105,15 @@ def register(commands: Any) -> None:
     export.add_argument("-p", dest="plans", default="AutoSegPlans")
     export.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth")
     export.add_argument("--include_validation", "--exp_cv_preds", action="store_true")
+    export.add_argument(
+        "--format",
+        choices=("autoseg", "nnunet"),
+        default="autoseg",
+        help="autoseg: AutoSeg's zip (import_model). nnunet: a zip nnunetv2 runs with its own code "
+        f"({_NNUNET_USAGE}); AutoSeg's models are exported as trainer nnUNetTrainer with their "
+        "plans name, in nnU-Net's plans and checkpoint format. No postprocessing.pkl is written "
+        "(nnUNetv2_predict does not need it); the rules are in postprocessing.json",
+    )
     add_root_arguments(export)
     export.set_defaults(handler=_export)
 

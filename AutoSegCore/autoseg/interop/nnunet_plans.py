@@ -45,9 +45,21 @@ _RESAMPLING_KWARGS = {"is_seg", "order", "order_z", "force_separate_z"}
 ANISOTROPY_THRESHOLD = 3  # autoseg.geometry's; nnU-Net's kwarg may only repeat it
 PREPROCESSOR = "DefaultPreprocessor"
 LABEL_MANAGER = "LabelManager"
-NETWORKS = ("PlainConvUNet", "ResidualEncoderUNet")
-_NORMS = {"InstanceNorm": "InstanceNorm", "BatchNorm": "BatchNorm"}
-_NONLINS = {"LeakyReLU": ("LeakyReLU", 0.01), "ReLU": ("ReLU", None)}
+# The classes nnU-Net's plans name for what AutoSeg's plans name by a word: reading a plans file
+# matches the class name (any module path), writing one (nnunet_plans_writer) writes these paths.
+_UNET_MODULE = "dynamic_network_architectures.architectures.unet"
+NETWORK_CLASSES = {
+    name: f"{_UNET_MODULE}.{name}" for name in ("PlainConvUNet", "ResidualEncoderUNet")
+}
+NETWORKS = tuple(NETWORK_CLASSES)
+CONV_CLASS = "torch.nn.modules.conv.Conv"  # + "2d" / "3d"
+# AutoSeg's norm -> torch's class (+ "2d" / "3d"); both are affine with eps NORM_EPS.
+NORM_CLASSES = {
+    "InstanceNorm": "torch.nn.modules.instancenorm.InstanceNorm",
+    "BatchNorm": "torch.nn.modules.batchnorm.BatchNorm",
+}
+# AutoSeg's nonlinearity -> (torch's class, its negative slope; None: it has none).
+NONLIN_CLASSES = {"LeakyReLU": ("torch.nn.LeakyReLU", 0.01), "ReLU": ("torch.nn.ReLU", None)}
 NORM_EPS = 1e-5
 # arch_kwargs AutoSeg reads; anything else must keep its default (see _check_defaults).
 _ARCH_KEYS = {
@@ -174,7 +186,7 @@ def _check_defaults(kwargs: Mapping[str, Any], where: str) -> None:
 
 def _norm(kwargs: Mapping[str, Any], where: str) -> str:
     name = _class_name(kwargs.get("norm_op"))
-    family = next((n for prefix, n in _NORMS.items() if name.startswith(prefix)), None)
+    family = next((n for n in NORM_CLASSES if name.startswith(n)), None)
     norm_kwargs = dict(kwargs.get("norm_op_kwargs") or {})
     eps, affine = norm_kwargs.pop("eps", NORM_EPS), norm_kwargs.pop("affine", False)
     if family is None:
@@ -198,7 +210,7 @@ def _nonlin(kwargs: Mapping[str, Any], where: str) -> str:
     name = _class_name(kwargs.get("nonlin"))
     options = dict(kwargs.get("nonlin_kwargs") or {})
     options.pop("inplace", None)
-    known = _NONLINS.get(name)
+    known = NONLIN_CLASSES.get(name)
     slope = options.pop("negative_slope", known[1] if known else None)
     if known is None or options or slope != known[1]:
         raise _error(
@@ -207,7 +219,7 @@ def _nonlin(kwargs: Mapping[str, Any], where: str) -> str:
             f"{kwargs.get('nonlin')} {kwargs.get('nonlin_kwargs')}",
             "AutoSeg builds LeakyReLU (slope 0.01) and ReLU networks only.",
         )
-    return known[0]
+    return name
 
 
 def _architecture(config: Mapping[str, Any], where: str) -> ArchitectureSpec:

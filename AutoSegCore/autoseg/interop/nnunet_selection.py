@@ -15,6 +15,7 @@ No torch here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -136,3 +137,26 @@ def postprocessing_json_from_nnunet(data: dict[str, Any], source: str) -> dict[s
         )
     scores = [data.get(key, {}) for key in ("input_folder", "postprocessed")]
     return {"rules": rules, "before": scores[0], "after": scores[1]}
+
+
+def postprocessing_json_to_nnunet(
+    data: dict[str, Any], foreground_labels: Sequence[int]
+) -> dict[str, Any]:
+    """AutoSeg's postprocessing.json (rules, scores before and after) in nnU-Net's schema, the
+    reverse of :func:`postprocessing_json_from_nnunet`: every rule is nnU-Net's keep-largest
+    function, on all foreground labels (``largest_foreground``) or on one label or region."""
+    functions, kwargs = [], []
+    for rule in data.get("rules", []):
+        region = rule.get("region")
+        if rule.get("kind") == "largest_foreground" or region is None:
+            target: int | list[int] = list(foreground_labels)
+        else:
+            target = region[0] if len(region) == 1 else list(region)
+        functions.append(KEEP_LARGEST)
+        kwargs.append({"labels_or_regions": target})
+    return {
+        "input_folder": data.get("before", {}),
+        "postprocessed": data.get("after", {}),
+        "postprocessing_fns": functions,
+        "postprocessing_kwargs": kwargs,
+    }
