@@ -31,7 +31,8 @@ n = torch.cuda.device_count() if torch.cuda.is_available() else 0
 mps_backend = getattr(torch.backends, "mps", None)
 mps = bool(mps_backend is not None and mps_backend.is_available())
 names = [torch.cuda.get_device_name(i) for i in range(n)]
-print(json.dumps({"cuda": n, "names": names, "mps": mps, "torch": torch.__version__}))
+memory = [torch.cuda.get_device_properties(i).total_memory / 2**30 for i in range(n)]
+print(json.dumps({"cuda": n, "names": names, "memory_gb": memory, "mps": mps, "torch": torch.__version__}))
 """
 
 
@@ -39,13 +40,15 @@ print(json.dumps({"cuda": n, "names": names, "mps": mps, "torch": torch.__versio
 class DeviceInfo:
     """What the engine's Python can compute on.
 
-    ``cuda_names`` are the GPUs torch can use (index = CUDA device index); ``system_gpus`` are
+    ``cuda_names`` are the GPUs torch can use (index = CUDA device index), ``cuda_memory_gb``
+    their total memory (GiB; empty when the probe did not say); ``system_gpus`` are
     NVIDIA GPUs that ``nvidia-smi`` lists (only asked when torch sees none). ``torch_error``
     says why torch could not be probed (``None`` when it could).
     """
 
     torch_version: str | None = None
     cuda_names: tuple[str, ...] = ()
+    cuda_memory_gb: tuple[float, ...] = ()
     mps: bool = False
     system_gpus: tuple[str, ...] = ()
     torch_error: str | None = None
@@ -141,8 +144,12 @@ def _from_probe(obj: dict[str, Any]) -> DeviceInfo:
     names = tuple(str(n) for n in obj.get("names", []))
     count = int(obj.get("cuda", len(names)))
     names = (names + tuple(f"CUDA device {i}" for i in range(len(names), count)))[:count]
+    memory = tuple(float(m) for m in obj.get("memory_gb", []))
     return DeviceInfo(
-        torch_version=str(obj.get("torch")), cuda_names=names, mps=bool(obj.get("mps"))
+        torch_version=str(obj.get("torch")),
+        cuda_names=names,
+        cuda_memory_gb=memory if len(memory) == count else (),
+        mps=bool(obj.get("mps")),
     )
 
 

@@ -46,6 +46,9 @@ class TrainingRequest:
     ``iterations_per_epoch``: ``None`` keeps the method's defaults. ``npz`` saves validation
     probabilities (find_best_configuration needs them to compare ensembles).
     ``extra_train_args`` are passed to every ``train`` command unchanged (expert settings).
+    ``gpu_memory_target``: GB the planner sizes patches for (``--gpu-memory-target``; None: the
+    planner's default). Set, it makes planning run again (quick; preprocessed cases whose
+    spacing and normalization stay the same are kept), so a new target always takes effect.
     """
 
     dataset: str
@@ -59,6 +62,7 @@ class TrainingRequest:
     run_planning: bool = True
     run_find_best: bool = True
     extra_train_args: tuple[str, ...] = ()
+    gpu_memory_target: float | None = None
 
     def __post_init__(self) -> None:
         dataset_id(self.dataset)  # raises for anything but DatasetXXX_Name
@@ -77,6 +81,11 @@ class TrainingRequest:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise AutoSegError(f"{name} is {value}; it must be at least 1 (or unset).")
+        if self.gpu_memory_target is not None and self.gpu_memory_target <= 0:
+            raise AutoSegError(
+                f"GPU memory target {self.gpu_memory_target} GB: give a positive size, or leave "
+                "it unset for the planner's default."
+            )
 
     @property
     def train_device(self) -> str:
@@ -214,7 +223,7 @@ def _preprocessing_current(request: TrainingRequest, roots: _Roots) -> bool:
 
 
 def _plan_step(request: TrainingRequest, roots: _Roots) -> EngineStep | None:
-    if _preprocessing_current(request, roots):
+    if request.gpu_memory_target is None and _preprocessing_current(request, roots):
         return None
     if not request.run_planning:
         raise AutoSegError(
@@ -222,6 +231,8 @@ def _plan_step(request: TrainingRequest, roots: _Roots) -> EngineStep | None:
             f"{', '.join(request.configurations)}. Fix: enable planning and preprocessing."
         )
     args = ("plan_and_preprocess", "-d", request.dataset, "-c", *request.configurations)
+    if request.gpu_memory_target is not None:
+        args += ("--gpu-memory-target", f"{request.gpu_memory_target:g}")
     return EngineStep(PLAN_KEY, "Plan and preprocess", (*args, "--progress", "json", *roots.args()))
 
 
@@ -334,7 +345,8 @@ def request_from_choices(dataset: str, choices: Any, device: str) -> TrainingReq
     """The request behind the Train module's controls.
 
     ``choices`` has the module parameter node's fields (use2d, use3dFullres, use3dLowres,
-    useCascade, folds and gpus as typed text, epochs, iterationsPerEpoch, runFindBest). The
+    useCascade, folds and gpus as typed text, epochs, iterationsPerEpoch, runFindBest,
+    gpuMemoryTarget in GB with 0 for the planner's default). The
     cascade brings its 3d_lowres stage along, as it cannot train without it. Raises AutoSegError
     for text that names no fold or GPU.
     """
@@ -356,4 +368,5 @@ def request_from_choices(dataset: str, choices: Any, device: str) -> TrainingReq
         epochs=choices.epochs,
         iterations_per_epoch=choices.iterationsPerEpoch,
         run_find_best=choices.runFindBest,
+        gpu_memory_target=choices.gpuMemoryTarget or None,
     )

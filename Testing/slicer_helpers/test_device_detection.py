@@ -82,6 +82,16 @@ def test_probe_json_with_gpus_and_nvidia_smi_fallback(tmp_path: Path) -> None:
 
 
 @posix_only
+def test_probe_reports_each_gpus_memory_when_it_says_it_for_every_gpu(tmp_path: Path) -> None:
+    payload = {"cuda": 2, "names": ["A", "B"], "memory_gb": [6.0, 79.6], "torch": "9.9"}
+    python = _script(tmp_path / "python", f"echo '{json.dumps(payload)}'\n")
+    assert detect_devices(python, nvidia_smi=None, timeout=5).cuda_memory_gb == (6.0, 79.6)
+    payload["memory_gb"] = [6.0]
+    python = _script(tmp_path / "python2", f"echo '{json.dumps(payload)}'\n")
+    assert detect_devices(python, nvidia_smi=None, timeout=5).cuda_memory_gb == ()
+
+
+@posix_only
 def test_missing_programs_and_timeout(tmp_path: Path) -> None:
     info = detect_devices(tmp_path / "absent", nvidia_smi=tmp_path / "absent-smi")
     assert info.torch_error is not None

@@ -259,6 +259,7 @@ def _choices(**overrides: object) -> SimpleNamespace:
         "epochs": 1000,
         "iterationsPerEpoch": 250,
         "runFindBest": True,
+        "gpuMemoryTarget": 0.0,
     }
     return SimpleNamespace(**{**values, **overrides})
 
@@ -272,6 +273,27 @@ def test_request_from_choices_reads_every_control() -> None:
     assert (request.epochs, request.iterations_per_epoch) == (50, 250)
     assert request.device == "cuda"
     assert not request.run_find_best
+    assert request.gpu_memory_target is None  # 0 in the panel: the planner's default
+    assert (
+        request_from_choices(DATASET, _choices(gpuMemoryTarget=5.5), "cuda").gpu_memory_target
+        == 5.5
+    )
+
+
+def test_a_gpu_memory_target_plans_again_with_it(tmp_path: Path) -> None:
+    _preprocessed(tmp_path / "pre", {"3d_fullres": None})
+    request = TrainingRequest(DATASET, ("3d_fullres",), folds=(0,), run_find_best=False)
+    steps = plan_steps(request, tmp_path / "res", tmp_path / "pre")
+    assert [s.key for s in steps] == ["train 3d_fullres 0"]  # preprocessed: no planning
+    request = TrainingRequest(
+        DATASET, ("3d_fullres",), folds=(0,), run_find_best=False, gpu_memory_target=5.5
+    )
+    plan, _ = plan_steps(request, tmp_path / "res", tmp_path / "pre")
+    assert plan.args[:7] == (
+        "plan_and_preprocess", "-d", DATASET, "-c", "3d_fullres", "--gpu-memory-target", "5.5"
+    )  # fmt: skip
+    with pytest.raises(AutoSegError, match="GPU memory target -1 GB"):
+        TrainingRequest(DATASET, ("3d_fullres",), gpu_memory_target=-1)
 
 
 def test_the_cascade_brings_its_lowres_stage() -> None:
