@@ -159,3 +159,81 @@ def import_label_file(
         _remove_node(node)
         raise
     return node
+
+
+# ------------------------------------------------------------------- into an existing segmentation
+
+
+def _check_target(target: slicer.vtkMRMLSegmentationNode, reference) -> None:
+    """The chosen segmentation must be in the volume's scene, under the volume's transform."""
+    if target.GetScene() is None or target.GetScene() is not reference.GetScene():
+        raise SegmentationImportError(
+            f"segmentation '{target.GetName()}' is not in the scene of volume "
+            f"'{reference.GetName()}'. Choose another segmentation, or a new one."
+        )
+    if _transform_id(target) != _transform_id(reference):
+        raise SegmentationImportError(
+            f"segmentation '{target.GetName()}' and volume '{reference.GetName()}' are under "
+            "different parent transforms, so the result would not line up. Put both under the "
+            "same transform, or write the result into a new segmentation."
+        )
+
+
+def _transform_id(node) -> str | None:
+    transform = node.GetParentTransformNode()
+    return None if transform is None else transform.GetID()
+
+
+def _put_segment(segmentation, name: str, value: int, image) -> None:
+    """Replace the segment called ``name`` (keeping its ID, colour and place) or append one."""
+    segment = slicer.vtkSegment()
+    segment.SetName(name)
+    segment.SetLabelValue(value)
+    representation = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    segment.AddRepresentation(representation, image)
+    old_id = segmentation.GetSegmentIdBySegmentName(name)
+    if old_id:
+        segment.SetColor(*segmentation.GetSegment(old_id).GetColor())
+        following = segmentation.GetSegmentIndex(old_id) + 1
+        before = ""
+        if following < segmentation.GetNumberOfSegments():
+            before = segmentation.GetNthSegmentID(following)
+        segmentation.RemoveSegment(old_id)
+        added = segmentation.AddSegment(segment, old_id, before)
+    else:
+        segment.SetColor(*label_color(value))
+        added = segmentation.AddSegment(
+            segment, name if segmentation.GetSegment(name) is None else ""
+        )
+    if not added:
+        raise SegmentationImportError(f"could not write segment '{name}' (value {value}).")
+
+
+def import_label_file_into(
+    label_file: Path,
+    reference_volume: slicer.vtkMRMLScalarVolumeNode,
+    labels: Mapping[str, int],
+    target: slicer.vtkMRMLSegmentationNode,
+) -> slicer.vtkMRMLSegmentationNode:
+    """Write a label file into an existing segmentation node and return it.
+
+    Why: users keep structures from other tools in one segmentation and want the model's result
+    next to them. A segment whose name is a label's name is replaced (its ID, colour and place in
+    the list kept, so the Segment Editor's selection stays valid); other segments are kept as they
+    are; labels the node lacks are appended. Each written segment gets its own labelmap layer on
+    the volume's grid holding its label value, so the kept segments' layers are never touched.
+    """
+    array = read_label_array(Path(label_file), reference_volume)
+    _check_target(target, reference_volume)
+    segments = _segment_list(labels, array)
+    segmentation = target.GetSegmentation()
+    if segmentation.GetNumberOfSegments() == 0:
+        target.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+    was_modifying = target.StartModify()
+    try:
+        for name, value in segments:
+            mask = np.where(array == value, array, 0)
+            _put_segment(segmentation, name, value, _oriented_labelmap(mask, reference_volume))
+    finally:
+        target.EndModify(was_modifying)
+    return target
