@@ -66,6 +66,9 @@ StepState = Literal["waiting", "running", "done", "failed", "cancelled"]
 CommandBuilder = Callable[[str, Sequence[str]], list[str]]
 # Lines kept per step: enough for a traceback's end and the engine's one-line error.
 TAIL_LINES = 20
+# Lines of engine output waiting for the panel's log box (it takes them every tick); beyond this
+# the oldest are dropped, so a run nobody looks at cannot grow without bound.
+LOG_LINES = 5000
 # How long a training gets after a stop request to finish its iteration (minutes on a CPU for
 # a large patch), write checkpoint_latest.pth and exit before signals and the kill follow.
 CANCEL_TIMEOUT_S = 120.0
@@ -203,6 +206,7 @@ class TrainingRun:
         self._stopping = False
         self._cancelled = False
         self._failed_message: str | None = None
+        self._log: deque[str] = deque(maxlen=LOG_LINES)
 
     @property
     def is_finished(self) -> bool:
@@ -248,6 +252,16 @@ class TrainingRun:
             while not self.is_finished and time.monotonic() < deadline:
                 self.tick()
                 time.sleep(0.05)
+
+    def take_log(self) -> list[str]:
+        """The engine's output lines since the last call (``[step] line``), for the log box.
+
+        Text and stderr lines of every step, and the engine's JSON errors; JSON progress lines
+        are left out (the table shows them).
+        """
+        lines = list(self._log)
+        self._log.clear()
+        return lines
 
     def output_lines(self, key: str) -> list[str]:
         """The last lines a step printed (e.g. the summary of ``autoseg verify``)."""
@@ -318,12 +332,17 @@ class TrainingRun:
         for event in slot.process.poll_events():
             if event.kind == "json":
                 self._on_json(slot, event.payload)
+                if event.payload.get("event") == "error":
+                    self._log.append(f"[{slot.step.label}] error: {event.payload.get('message')}")
             elif event.kind == "text":
                 slot.output.append(event.payload)
+                self._log.append(f"[{slot.step.label}] {event.payload}")
             elif event.kind == "stderr":
                 slot.stderr.append(event.payload)
+                self._log.append(f"[{slot.step.label}] {event.payload}")
             else:  # "exit", always the last event
                 exited, slot.returncode = True, event.payload
+                self._log.append(f"[{slot.step.label}] exit code {event.payload}")
         self._follow(slot)  # after the exit too: the last events.jsonl lines are in by then
         if exited:
             self._finish(slot, slot.returncode)

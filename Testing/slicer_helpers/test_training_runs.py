@@ -230,6 +230,27 @@ def test_a_failed_step_stops_the_run_with_its_stderr(tmp_path: Path, fake) -> No
     assert len(fake.entries()) == 3  # plan start and end, fold 0 start: nothing else ran
 
 
+def test_the_log_box_gets_every_output_line_once_with_its_step(tmp_path: Path, fake) -> None:
+    steps = plan_steps(_request(folds=(0,), run_find_best=False), tmp_path / "r", tmp_path / "p")
+    run = fake(steps, FAKE_FAIL="3d_fullres 0")
+    taken: list[str] = []
+    deadline = time.monotonic() + 20
+    while not run.is_finished and time.monotonic() < deadline:
+        run.tick()
+        taken += run.take_log()
+    run.tick()
+    taken += run.take_log()
+    assert run.take_log() == []  # taken lines are gone
+    fold = "[Train 3d_fullres fold 0] "
+    assert f"{fold}RuntimeError: boom in 0" in taken
+    assert f"{fold}exit code 3" in taken
+    assert taken.index(f"{fold}Traceback (most recent call last):") < taken.index(
+        f"{fold}RuntimeError: boom in 0"
+    )
+    assert "[Plan and preprocess] exit code 0" in taken
+    assert not any('"event"' in line for line in taken)  # JSON progress stays out of the log
+
+
 def _script_step(tmp_path: Path, body: str) -> TrainingRun:
     script = tmp_path / "step.py"
     script.write_text(textwrap.dedent(body), encoding="utf-8")
