@@ -30,7 +30,7 @@ import slicer
 
 from autoseg.errors import AutoSegError
 from AutoSegCoreLib.process_runner import EngineProcess, ProcessEvent
-from AutoSegCoreLib.segmentation_import import import_label_file
+from AutoSegCoreLib.segmentation_import import import_label_file, import_label_file_into
 from AutoSegCoreLib.volume_io import VolumeError, as_volume_list, write_input_volumes
 from AutoSegPredictLib.model_catalog import ModelDescription, describe_model
 
@@ -124,12 +124,23 @@ def predict_arguments(
 
 @dataclass(frozen=True)
 class _Target:
-    """Where the job's result lands and how it becomes a segmentation node."""
+    """Where the job's result lands and how it becomes a segmentation node: a new node called
+    ``name``, or ``into`` (an existing segmentation node) when given and still in the scene."""
 
     output_file: Path
     reference_volume: Any
     labels: Mapping[str, int]
     name: str
+    into: Any = None
+
+    def import_result(self) -> Any:
+        if self.into is not None and self.into.GetScene() is not None:
+            return import_label_file_into(
+                self.output_file, self.reference_volume, self.labels, self.into
+            )
+        return import_label_file(
+            self.output_file, self.reference_volume, self.labels, name=self.name
+        )
 
 
 def _abandon(process: EngineProcess, work_dir: Path) -> None:
@@ -201,7 +212,8 @@ class PredictionJob:
         self._end()
 
     def finish(self, timeout: float | None = None) -> Any:
-        """Wait for the engine and import its result as a new vtkMRMLSegmentationNode.
+        """Wait for the engine and import its result (a new vtkMRMLSegmentationNode, or the
+        chosen one, see ``start_segmentation``).
 
         Raises PredictionError (with the engine's last error lines) when it failed or did not
         end within ``timeout`` seconds (then it is cancelled), PredictionCancelled after
@@ -224,10 +236,7 @@ class PredictionJob:
             self._check_success()
             if self.input_removed:  # while the engine ran (e.g. a console user closed the scene)
                 raise PredictionCancelled(INPUT_REMOVED)
-            target = self._target
-            self._result = import_label_file(
-                target.output_file, target.reference_volume, target.labels, name=target.name
-            )
+            self._result = self._target.import_result()
             return self._result
         finally:
             self._end()
@@ -309,8 +318,13 @@ class AutoSegPredictLogic:
         fast: bool = False,
         folds: Sequence[int | str] | None = None,
         env_overrides: Mapping[str, str | None] | None = None,
+        into: Any = None,
     ) -> PredictionJob:
-        """Write the volumes (one per model channel, in order) and start ``autoseg predict``."""
+        """Write the volumes (one per model channel, in order) and start ``autoseg predict``.
+
+        ``into``: an existing segmentation node to write the result into (segments named like a
+        label replaced, the others kept); None (default) makes a new segmentation node.
+        """
         volumes = as_volume_list(volume_nodes)
         model = describe_model(Path(model_path))
         _check_channels(volumes, model)
@@ -328,11 +342,10 @@ class AutoSegPredictLogic:
             raise
         output_file = outputs / f"{CASE_ID}{model.file_ending}"
         name = f"{volumes[0].GetName()} segmentation"
-        return PredictionJob(
-            process, work_dir, _Target(output_file, volumes[0], model.labels, name)
-        )
+        target = _Target(output_file, volumes[0], model.labels, name, into)
+        return PredictionJob(process, work_dir, target)
 
-    def segment(
+    def segment(  # noqa: PLR0913 - the console API; options are keyword-only
         self,
         volume_nodes: Any,
         model_path: Path | str,
@@ -341,9 +354,13 @@ class AutoSegPredictLogic:
         tta: bool = True,
         fast: bool = False,
         timeout: float | None = None,
+        into: Any = None,
     ) -> slicer.vtkMRMLSegmentationNode:
-        """Segment and wait (console API); one volume node or a list (one per channel)."""
-        job = self.start_segmentation(volume_nodes, model_path, device=device, tta=tta, fast=fast)
+        """Segment and wait (console API); one volume node or a list (one per channel); ``into``
+        an existing segmentation node to write into (see ``start_segmentation``)."""
+        job = self.start_segmentation(
+            volume_nodes, model_path, device=device, tta=tta, fast=fast, into=into
+        )
         try:
             return job.finish(timeout)
         except BaseException:  # Ctrl+C in the console must not leave the engine running

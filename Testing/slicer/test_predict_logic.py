@@ -302,6 +302,27 @@ def test_segment_blocks_and_never_replaces_a_node(scene, fake) -> None:
     assert len(segmentation_nodes(scene)) == 2
 
 
+def test_a_chosen_segmentation_receives_the_result(scene, fake) -> None:
+    """Segments named like a label are replaced, others kept; no new node; a chosen node that
+    left the scene while the engine ran gives a new node instead."""
+    logic, model, _ = fake
+    volume, array = add_volume()
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    mine.GetSegmentation().AddEmptySegment("organ", "organ")
+    mine.GetSegmentation().AddEmptySegment("vessel", "vessel")
+    assert logic.segment(volume, model, device="cpu", into=mine) is mine
+    assert len(segmentation_nodes(scene)) == 1
+    segmentation = mine.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(3)]
+    assert names == ["organ", "vessel", "lesion"]
+    organ = slicer.util.arrayFromSegmentBinaryLabelmap(mine, "organ", volume)
+    np.testing.assert_array_equal(organ, (array > 0).astype(organ.dtype))
+    job = logic.start_segmentation(volume, model, device="cpu", into=mine)
+    scene.RemoveNode(mine)
+    wait_until_ended(job)
+    assert job.finish().GetName() == "ct segmentation"
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 3d_fullres model folder of the synthetic dataset with tiny random weights."""
