@@ -1,7 +1,7 @@
 """Benchmark: the Slicer modules' own work on a CT-sized volume (real MRML from slicer-core).
 
 What a user waits for in Slicer besides the engine: "Add case" (a volume and a 3-label
-segmentation written as a training case through ``AutoSegTrainLib.case_export``) and importing a
+segmentation written as a training case through ``AutoSegCoreLib.case_export``) and importing a
 prediction (a label file read into a named, coloured segmentation through
 ``AutoSegCoreLib.segmentation_import``), plus writing the input volume for prediction. Each
 stage prints seconds and the process's peak RSS so far.
@@ -28,11 +28,11 @@ for folder in ("AutoSegCore", "AutoSegTrain", "AutoSegPredict"):
 
 import slicer  # noqa: E402  (slicer-core, after the module folders are on the path)
 
+from AutoSegCoreLib.case_export import export_case  # noqa: E402
+from AutoSegCoreLib.dataset_folder import create_dataset  # noqa: E402
 from AutoSegCoreLib.headless_mrml import headless_scene  # noqa: E402
 from AutoSegCoreLib.segmentation_import import import_label_file  # noqa: E402
 from AutoSegCoreLib.volume_io import write_input_volumes  # noqa: E402
-from AutoSegTrainLib.case_export import export_case  # noqa: E402
-from AutoSegTrainLib.dataset_folder import create_dataset  # noqa: E402
 
 
 def timed(label: str, action: Callable[[], object]) -> object:

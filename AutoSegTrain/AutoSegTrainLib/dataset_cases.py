@@ -25,16 +25,16 @@ import SimpleITK as sitk
 import slicer
 
 from autoseg.labels import LabelValue
+from AutoSegCoreLib.case_export import ExportedCase, replace_case_label
 from AutoSegCoreLib.case_loading import LoadedCase, load_case
-from AutoSegCoreLib.volume_io import VolumeError, read_header
-from AutoSegTrainLib.case_export import ExportedCase, replace_case_label
-from AutoSegTrainLib.dataset_folder import (
+from AutoSegCoreLib.dataset_folder import (
     DatasetInfo,
     case_files,
     keep_in_removed,
     open_dataset,
     update_num_training,
 )
+from AutoSegCoreLib.volume_io import VolumeError, read_header
 
 CASE_COLUMNS = ("Case", "Channels", "Size", "Spacing (mm)", "Labels present")
 

@@ -22,7 +22,9 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedL
 from slicer.util import VTKObservationMixin
 
 from autoseg.errors import AutoSegError
+from AutoSegCoreLib.case_export import NewLabelsNeedConfirmation, export_case
 from AutoSegCoreLib.channel_selectors import ChannelSelectors
+from AutoSegCoreLib.dataset_folder import DatasetInfo, create_dataset, list_datasets, open_dataset
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
 from AutoSegCoreLib.device_detection import (
     DeviceInfo,
@@ -31,8 +33,6 @@ from AutoSegCoreLib.device_detection import (
 )
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
-from AutoSegTrainLib.case_export import NewLabelsNeedConfirmation, export_case
-from AutoSegTrainLib.dataset_folder import DatasetInfo, create_dataset, list_datasets, open_dataset
 from AutoSegTrainLib.progress_table import COLUMNS, fold_status_rows, step_row
 from AutoSegTrainLib.training_plan import VERIFY_KEY, request_from_choices, verify_step
 from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps

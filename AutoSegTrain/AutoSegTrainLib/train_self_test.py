@@ -18,10 +18,10 @@ from pathlib import Path
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
+from AutoSegCoreLib.case_export import export_case
+from AutoSegCoreLib.dataset_folder import DatasetInfo, create_dataset, open_dataset
 from AutoSegCoreLib.process_runner import default_python
 from AutoSegCoreLib.synthetic_cases import end_to_end_skip_reason, load_demo_case
-from AutoSegTrainLib.case_export import export_case
-from AutoSegTrainLib.dataset_folder import DatasetInfo, create_dataset, open_dataset
 from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
 
 TRAINING_TIMEOUT_S = 600.0

@@ -93,8 +93,8 @@ def add_synthetic_case(scene: object, index: int, *, oblique: bool = False) -> t
 
 def export_scenario_cases(scene: object, raw_root: Path) -> tuple[object, list[str]]:
     """Three synthetic cases exported through the Train logic: (DatasetInfo, case ids)."""
-    from AutoSegTrainLib.case_export import export_case
-    from AutoSegTrainLib.dataset_folder import create_dataset
+    from AutoSegCoreLib.case_export import export_case
+    from AutoSegCoreLib.dataset_folder import create_dataset
 
     info = create_dataset(raw_root, DATASET_ID, DATASET_NAME, ["CT"])
     case_ids = []

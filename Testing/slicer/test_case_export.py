@@ -13,10 +13,10 @@ import vtk
 from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from autoseg.integrity import verify_dataset
+from AutoSegCoreLib import case_export
+from AutoSegCoreLib.case_export import CaseExportError, NewLabelsNeedConfirmation, export_case
+from AutoSegCoreLib.dataset_folder import DatasetInfo, add_labels, create_dataset, open_dataset
 from AutoSegCoreLib.volume_io import VolumeError
-from AutoSegTrainLib import case_export
-from AutoSegTrainLib.case_export import CaseExportError, NewLabelsNeedConfirmation, export_case
-from AutoSegTrainLib.dataset_folder import DatasetInfo, add_labels, create_dataset, open_dataset
 
 SHAPE = (6, 7, 8)  # numpy (K, J, I)
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

@@ -14,9 +14,15 @@ import slicer
 
 from autoseg.dataset import load_dataset_json, training_cases
 from autoseg.provenance import case_sources
+from AutoSegCoreLib.case_export import NewLabelsNeedConfirmation, export_case
+from AutoSegCoreLib.dataset_folder import (
+    REMOVED_DIR,
+    DatasetFolderError,
+    DatasetInfo,
+    create_dataset,
+)
 from AutoSegCoreLib.synthetic_cases import load_demo_case
 from AutoSegCoreLib.volume_io import VolumeError
-from AutoSegTrainLib.case_export import NewLabelsNeedConfirmation, export_case
 from AutoSegTrainLib.dataset_cases import (
     CaseSummary,
     load_dataset_case,
@@ -24,12 +30,6 @@ from AutoSegTrainLib.dataset_cases import (
     save_case_edits,
     summarize_case,
     summarize_cases,
-)
-from AutoSegTrainLib.dataset_folder import (
-    REMOVED_DIR,
-    DatasetFolderError,
-    DatasetInfo,
-    create_dataset,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

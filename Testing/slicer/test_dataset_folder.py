@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoseg.dataset import read_dataset_json
-from AutoSegTrainLib.dataset_folder import (
+from AutoSegCoreLib.dataset_folder import (
     WRITABLE_FILE_ENDINGS,
     DatasetFolderError,
     DatasetInfo,

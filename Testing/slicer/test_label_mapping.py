@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from AutoSegTrainLib.label_mapping import (
+from AutoSegCoreLib.label_mapping import (
     LabelMappingError,
     LabelPlan,
     normalize_label_name,

@@ -16,7 +16,9 @@ import SimpleITK as sitk
 import slicer
 
 from autoseg.synthetic import LABELS
+from AutoSegCoreLib.case_export import export_case
 from AutoSegCoreLib.case_loading import load_case
+from AutoSegCoreLib.dataset_folder import create_dataset
 from AutoSegCoreLib.synthetic_cases import (
     SEGMENT_NAMES,
     demo_case_id,
@@ -25,8 +27,6 @@ from AutoSegCoreLib.synthetic_cases import (
     load_demo_case,
 )
 from AutoSegCoreLib.volume_io import VolumeError
-from AutoSegTrainLib.case_export import export_case
-from AutoSegTrainLib.dataset_folder import create_dataset
 
 
 def test_the_demo_dataset_is_made_once_and_reused(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from Testing.slicer.synthetic_scenario import (
     oracle_label_array,
 )
 
+from AutoSegCoreLib.dataset_folder import open_dataset
 from AutoSegCoreLib.synthetic_cases import end_to_end_skip_reason
-from AutoSegTrainLib.dataset_folder import open_dataset
 
 
 def test_three_cases_are_exported_into_a_new_dataset(scene, tmp_path: Path) -> None:

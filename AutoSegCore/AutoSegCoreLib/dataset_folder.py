@@ -31,7 +31,7 @@ from autoseg.errors import AutoSegError, Problem
 from autoseg.image_formats import SimpleITKIO
 from autoseg.labels import IGNORE_NAME, LabelValue
 from autoseg.paths import dataset_folder_name
-from AutoSegTrainLib.label_mapping import BACKGROUND_NAME, normalize_label_name
+from AutoSegCoreLib.label_mapping import BACKGROUND_NAME, normalize_label_name
 
 MAX_DATASET_ID = 999
 #: Where files taken out of a dataset go (removed cases, replaced labels): never deleted, so a

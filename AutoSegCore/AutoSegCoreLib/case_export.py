@@ -28,17 +28,7 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from autoseg.dataset import IMAGES_DIR, LABELS_DIR
 from autoseg.errors import AutoSegError
-from AutoSegCoreLib.volume_io import (
-    as_array,
-    check_channel_volume,
-    check_file_on_grid,
-    check_same_grid,
-    ijk_to_ras_matrix,
-    label_map_node,
-    read_header,
-    write_volume_file,
-)
-from AutoSegTrainLib.dataset_folder import (
+from AutoSegCoreLib.dataset_folder import (
     WRITABLE_FILE_ENDINGS,
     DatasetInfo,
     add_labels,
@@ -49,7 +39,17 @@ from AutoSegTrainLib.dataset_folder import (
     read_dataset_spec,
     update_num_training,
 )
-from AutoSegTrainLib.label_mapping import plan_label_values
+from AutoSegCoreLib.label_mapping import plan_label_values
+from AutoSegCoreLib.volume_io import (
+    as_array,
+    check_channel_volume,
+    check_file_on_grid,
+    check_same_grid,
+    ijk_to_ras_matrix,
+    label_map_node,
+    read_header,
+    write_volume_file,
+)
 
 _CASE_ID = re.compile(r'[^/\\:*?"<>|\s.][^/\\:*?"<>|\s]*')
 _HARDEN_FIX = (
