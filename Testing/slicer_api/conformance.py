@@ -35,11 +35,22 @@ def _base_member(use: Use, api: SlicerApi) -> str | None:
 def _keyword(use: Use, api: SlicerApi) -> str | None:
     module, _, function = use.name.rpartition(".")
     signature = api.function(module, function)
+    if signature is None:  # a method of a module's class (SampleData.SampleDataLogic.X)?
+        owner, _, name = module.rpartition(".")
+        cls = api.script_class(owner, name) if owner else None
+        signature = cls["methods"].get(function) if cls else None
     if signature is None:
         return None  # not a function (a class or name): checked as a "module" use
     if use.member in signature["params"] or signature["varkw"]:
         return None
     return f"{use.name}() takes no keyword {use.member!r} (it takes {signature['params']})"
+
+
+def _script_member(use: Use, api: SlicerApi) -> str | None:
+    members = _script_class_members(api, use.name)
+    if members is None:
+        return f"{use.name} does not exist"
+    return None if use.member in members else f"{use.name} has no member {use.member!r}"
 
 
 def _member(use: Use, api: SlicerApi) -> str | None:
@@ -82,6 +93,7 @@ _CHECKS = {
     "class": lambda u, api: None if api.has_class(u.name) else f"class {u.name} does not exist",
     "vtk": _vtk,
     "base_member": _base_member,
+    "script_member": _script_member,
 }
 
 

@@ -13,8 +13,9 @@ Run against bare git directories (the ``fetch`` tool's mirrors), e.g.::
 
 What is read (only facts: names and parameter lists, no code is copied):
 
-- Python modules of ``Base/Python/slicer`` with ``ast``: functions with their parameter names,
-  classes with their methods and the ``self.<name>`` attributes their methods assign.
+- Python modules of ``Base/Python/slicer`` (and the SampleData module's file) with ``ast``:
+  functions with their parameter names, classes with their methods and the ``self.<name>``
+  attributes their methods assign.
 - C++ headers (vtkMRML*, vtkSlicer*, vtkSegment*, vtkOrientedImageData*, qMRML*, qSlicer*, ctk*):
   the first base class, public methods, vtkGet/Set/Boolean macros, public enumerators, and for Qt
   classes the Q_PROPERTY names, signals, public slots and Q_INVOKABLE methods (PythonQt exposes
@@ -41,6 +42,8 @@ PYTHON_MODULES = {
     "slicer.i18n": "Base/Python/slicer/i18n.py",
     "slicer.ScriptedLoadableModule": "Base/Python/slicer/ScriptedLoadableModule.py",
     "slicer.testing": "Base/Python/slicer/testing.py",
+    # A scripted module, imported as ``import SampleData``: its logic registers sample data.
+    "SampleData": "Modules/Scripted/SampleData/SampleData.py",
 }
 PARAMETER_NODE_WRAPPER = "Base/Python/slicer/parameterNodeWrapper/"
 # Set by the application on the ``slicer`` module (Base/Python/slicer/__init__.py documents them).

@@ -79,6 +79,30 @@ def test_a_keyword_that_only_5_12_has_fails_on_5_10() -> None:
     assert found[0].endswith("in Slicer v5.10.0")
 
 
+def test_sample_data_registration_is_checked_against_the_sample_data_module() -> None:
+    found = problems(
+        uses_of(
+            """
+            import SampleData
+            SampleData.SampleDataLogic.registerCustomSampleDataSource(
+                category="AutoSeg", sampleName="x", uris=[], customDownloader=print
+            )
+            SampleData.SampleDataLogic.registerCustomSampleDataSource(sampleNames="x")
+            SampleData.SampleDataLogic.registerSampleDataSource()
+            SampleData.SampleDataLogc.registerCustomSampleDataSource()
+            """
+        ),
+        supported(),
+    )
+    text = "\n".join(found)
+    assert "registerCustomSampleDataSource() takes no keyword 'sampleNames'" in text
+    assert "SampleData.SampleDataLogic has no member 'registerSampleDataSource'" in text
+    assert "SampleData has no 'SampleDataLogc'" in text
+    assert "SampleData.SampleDataLogc does not exist" in text
+    assert not any("example_module.py:3:" in line for line in found)  # the right call passes
+    assert len(found) == 4 * len(SUPPORTED_TAGS)
+
+
 def test_misspelt_members_signals_and_class_names_fail() -> None:
     found = problems(
         uses_of(

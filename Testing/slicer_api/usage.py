@@ -30,6 +30,7 @@ SLICER_MODULES = (
     "slicer.parameterNodeWrapper",
     "slicer.ScriptedLoadableModule",
     "slicer.testing",
+    "SampleData",  # Slicer's Sample Data module, imported by name to register our demo data
 )
 KNOWN_OBJECTS = {"slicer.mrmlScene": "vtkMRMLScene", "slicer.app": "qSlicerApplication"}
 CLASS_NAME = re.compile(r"^(vtkMRML|vtkSlicer|vtkSegment|qMRML|qSlicer)\w+$")
@@ -125,7 +126,8 @@ def _imports(tree: ast.Module) -> dict[str, str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return {k: v for k, v in aliases.items() if v.split(".")[0] in ("slicer", "qt", "ctk", "vtk")}
+    roots = ("slicer", "qt", "ctk", "vtk", "SampleData")
+    return {k: v for k, v in aliases.items() if v.split(".")[0] in roots}
 
 
 def _annotation_class(usage: FileUsage, annotation: ast.AST | None) -> str | None:
@@ -199,6 +201,8 @@ def _attribute_use(usage: FileUsage, node: ast.Attribute) -> Use | None:
         return Use("namespace", "slicer", node.attr, where)
     if origin in SLICER_MODULES:
         return Use("module", origin, node.attr, where)
+    if _script_class(origin):  # e.g. SampleData.SampleDataLogic.registerCustomSampleDataSource
+        return Use("script_member", origin, node.attr, where)
     if origin in ("qt", "ctk"):
         return Use("class", node.attr, where=where)
     if origin == "vtk":
@@ -207,10 +211,17 @@ def _attribute_use(usage: FileUsage, node: ast.Attribute) -> Use | None:
     return Use("member", cls, node.attr, where) if cls else None
 
 
+def _script_class(origin: str | None) -> bool:
+    """``origin`` names a class of a Slicer Python module (``slicer.util.VTKObservationMixin``)."""
+    module, _, name = (origin or "").rpartition(".")
+    return module in SLICER_MODULES and name[:1].isupper()
+
+
 def _call_uses(usage: FileUsage, node: ast.Call) -> Iterator[Use]:
     where = usage.where(node)
     origin = usage.resolve(node.func)
-    if (origin or "").rpartition(".")[0] in SLICER_MODULES:
+    owner = (origin or "").rpartition(".")[0]
+    if owner in SLICER_MODULES or _script_class(owner):
         for keyword in node.keywords:
             if keyword.arg is not None:
                 yield Use("keyword", origin, keyword.arg, where)
