@@ -92,6 +92,8 @@ class ModelDescription:
         origin: who trained the model(s): "autoseg" or "nnunet".
         recommended_folds: the cross-validation folds the recommendation averages.
         unusable: model folders of a dataset that predict would refuse, with the reason.
+        training_dataset: the dataset the plans were made for (its raw folder's name), where a
+            corrected prediction is added as a training case.
     """
 
     path: Path
@@ -109,6 +111,7 @@ class ModelDescription:
     origin: str = AUTOSEG_ORIGIN
     recommended_folds: tuple[str, ...] = ()
     unusable: dict[str, str] = field(default_factory=dict)
+    training_dataset: str = ""
 
     @property
     def num_channels(self) -> int:
@@ -241,6 +244,7 @@ def _describe_single(path: Path) -> ModelDescription:
         model_folders={name: path},
         predict_folder=path,
         origin=files.origin,
+        training_dataset=files.plans.dataset_name,
     )
 
 
@@ -320,6 +324,7 @@ def _describe_dataset(folder: Path) -> ModelDescription:
         origin=source.origin,
         recommended_folds=folds,
         unusable=refused,
+        training_dataset=source.plans.dataset_name,
     )
 
 

@@ -16,7 +16,7 @@ import contextlib
 import random
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -44,6 +44,13 @@ from autoseg.training.splits import fold_cases, load_or_create_splits
 from autoseg.training.stop_request import StopRequest, TrainingStopped, clear_stop_request
 from autoseg.training.trainer import LoopState, StopRequested, Trainer
 from autoseg.training.validation import ValidationSetup, run_final_validation, validation_dice
+from autoseg.training.warm_start import (
+    WarmStart,
+    apply_warm_start,
+    copy_weights,
+    find_source,
+    load_warm_start,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class RunOptions:
     command: str = "autoseg train (Python API)"
     # Receives every events.jsonl record too (``--progress json`` prints them on stdout).
     mirror: Mirror | None = None
+    # The weights a new run starts from (settings.from_model), read by train_fold itself.
+    warm_start: WarmStart | None = None
 
 
 @dataclass(frozen=True)
@@ -83,21 +92,9 @@ def split_for(job: TrainingJob) -> tuple[list[str], list[str]]:
 
 def load_pretrained(model: torch.nn.Module, path: Path) -> None:
     """Copy every weight except the segmentation heads; all others must match exactly."""
-    source = load_checkpoint(path)["network_weights"]
-    own = model.state_dict()
-    problems = [
-        f"{key}: {'missing' if key not in source else f'shape {tuple(source[key].shape)} != {tuple(value.shape)}'}"  # noqa: E501
-        for key, value in own.items()
-        if "seg_layers" not in key and (key not in source or source[key].shape != value.shape)
-    ]
-    if problems:
-        raise AutoSegError(
-            f"{path}: the pretrained network does not match this configuration's architecture: "
-            + "; ".join(problems[:5])
-            + (" ..." if len(problems) > 5 else "")
-        )
-    own.update({k: v for k, v in source.items() if k in own and "seg_layers" not in k})
-    model.load_state_dict(own)
+    weights = load_checkpoint(path)["network_weights"]
+    fix = "use a checkpoint of a network planned like this configuration."
+    copy_weights(model, weights, path, skip_heads=True, fix=fix)
 
 
 @contextlib.contextmanager
@@ -121,6 +118,24 @@ def _keep_previous_model(
         kept = keep_previous_model(job, options.command)
     dist.barrier()  # every rank sees the emptied fold folder
     return warm_start_from_version(job, kept), kept
+
+
+def _check_warm_start(job: TrainingJob, options: RunOptions) -> None:
+    """Refuse a warm start that cannot work before anything is kept or written."""
+    if job.settings.from_model is None or options.validation_only:
+        return
+    if options.pretrained_weights:
+        raise AutoSegError(
+            "-pretrained_weights and --from-model both choose the first weights. Fix: use one."
+        )
+    if not options.resume:
+        find_source(job)
+
+
+def _log_lines(log: RunLog | None, lines: list[str]) -> None:
+    if log is not None:
+        for line in lines:
+            log.message(line)
 
 
 def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
@@ -190,6 +205,7 @@ def train_fold(
     dist = dist or DistributedContext()
     if options.pretrained_weights and options.resume:
         raise AutoSegError("-pretrained_weights cannot be combined with --c (resume)")
+    _check_warm_start(job, options)
     if job.settings.cpu_threads:
         torch.set_num_threads(job.settings.cpu_threads)
     job.check_inputs()
@@ -199,6 +215,8 @@ def train_fold(
         _prepare_folders(job, options, dist)
         split = split_for(job)
         state = _resume_state(job, options)
+        if state is None and job.settings.from_model and not options.validation_only:
+            options = replace(options, warm_start=load_warm_start(job))
         if dist.is_main and not options.validation_only:
             record_fold_cases(job.fold_dir, *split)  # what a later model compares against
         if options.validation_only:
@@ -260,11 +278,15 @@ def _train(
         try:
             with stop.signals():
                 trainer = Trainer(job, parts, log, dist, LoopState(stop=stop))
+                warm_lines: list[str] = []
                 if state is not None:
                     _restore(trainer, state)
                 elif options.pretrained_weights:
                     load_pretrained(parts.model, options.pretrained_weights)
+                elif options.warm_start is not None:
+                    warm_lines = apply_warm_start(parts.model, options.warm_start)
                 _log_start(log, job, trainer.state.next_epoch, len(split[0]), len(split[1]))
+                _log_lines(log, warm_lines)
                 trainer.fit()
         except StopRequested:
             _stopped(control, job, "training", trainer.state.next_epoch)
