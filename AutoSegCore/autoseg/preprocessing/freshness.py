@@ -34,7 +34,7 @@ from autoseg.preprocessing.storage import (
 from autoseg.provenance import case_sources, named_list, settings_digest
 
 # Raise when a change of the preprocessing code changes the stored arrays or properties.
-PREPROCESSING_FORMAT = 1
+PREPROCESSING_FORMAT = 2  # 2: labels resampled by argmax with nnU-Net's tie rule
 
 
 def recipe_digest(recipe: CaseRecipe, reader: str) -> str:

@@ -14,18 +14,24 @@ coarse axis is resampled with ``order_z`` (nearest by default), because a cubic 
 slices blurs more than it helps. When two or three axes share the coarsest spacing there is no
 single slice axis and everything is resampled jointly.
 
-Label maps are never interpolated as numbers: each label value (ascending, -1 included) is resized
-as a binary mask with linear interpolation and written where the mask is >= 0.5, later (larger)
-labels winning. Doing this for every label over the whole volume is the slow part of preprocessing,
-so each label is only processed inside the output window its bounding box can reach, and label 0
-only where -1 could have been written (elsewhere it would only rewrite the initial 0). The linear
-interpolation is applied axis by axis, which is exact for a tensor-product linear interpolant.
+Label maps are never interpolated as numbers: each label's indicator (1 where the label is) is
+interpolated linearly and the label scoring highest is written, as nnU-Net v2 does it today
+(``resize_segmentation`` of batchgenerators 0.25.5, which nnunetv2 2.8.1 installs). Exact ties are
+common (halving the size puts every boundary voxel exactly between two labels): they go to the
+nearest neighbour's label when it is one of the tied labels, otherwise to the smallest tied label.
+The former rule (a label wherever its indicator is >= 0.5, larger labels winning) let the label
+values decide ties and left voxels where several labels met at 0 even when 0 was none of them. The
+scores are computed with scipy's arithmetic for linear zoom, so ties are ties bit for bit, and only
+voxels whose interpolation corners read different labels are scored at all, so the cost does not
+grow with the number of labels. Across slices of an anisotropic volume, linear (``order_z`` 1)
+writes a label only where its indicator is above 0.5 (an exact tie leaves 0), also as nnU-Net does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -163,23 +169,32 @@ def resample_probabilities(
 
 # --------------------------------------------------------------------------------------- labels
 
+Tap = tuple[np.ndarray, np.ndarray | None]  # input index per output voxel, its weight (None: 1)
+_CHUNK_VOXELS = 1 << 21  # output voxels voted on at once (bounds the corner arrays' memory)
+
 
 @dataclass(frozen=True)
 class _AxisMap:
-    """Per output voxel along one axis: the two input indices and the weight of the second."""
+    """Per output voxel along one axis: the input voxels it reads with their linear weights, and
+    its nearest input voxel (which settles exact ties).
 
-    low: np.ndarray
-    high: np.ndarray
-    weight: np.ndarray | None  # None: plain index selection (nearest or unchanged axis)
+    The weights are computed as scipy computes them for ``zoom(order=1, grid_mode=True,
+    mode="nearest")`` (``1 - x`` for the lower neighbour, ``1 - (1 - x)`` for the upper one, edge
+    voxels repeated beyond the edge), because exact ties between labels decide voxels, and a
+    one-ulp difference would turn a tie into a win.
+    """
+
+    taps: tuple[Tap, ...]
+    nearest: np.ndarray
 
     @classmethod
     def build(cls, n_in: int, n_out: int, order: int) -> _AxisMap:
         if n_in == n_out:
             index = np.arange(n_in, dtype=np.intp)
-            return cls(index, index, None)
+            return cls(((index, None),), index)
+        nearest = nearest_indices(n_in, n_out)
         if order == 0:
-            index = nearest_indices(n_in, n_out)
-            return cls(index, index, None)
+            return cls(((nearest, None),), nearest)
         if order != 1:
             raise AutoSegError(
                 f"plans: segmentation resampling order {order} is not supported (use 0 or 1). "
@@ -187,73 +202,99 @@ class _AxisMap:
             )
         coordinates = _grid_coordinates(n_in, n_out)
         floor = np.floor(coordinates)
-        low = np.clip(floor, 0, n_in - 1).astype(np.intp)
+        lower = 1.0 - (coordinates - floor)
+        low = np.clip(floor, 0, n_in - 1).astype(np.intp)  # beyond the edge: the edge voxel
         high = np.clip(floor + 1, 0, n_in - 1).astype(np.intp)
-        return cls(low, high, (coordinates - floor).astype(np.float32))
+        return cls(((low, lower), (high, 1.0 - lower)), nearest)
 
-    def output_window(self, start: int, stop: int) -> tuple[int, int]:
-        """Output voxels whose interpolation touches input indices ``[start, stop)``."""
-        hits = ((self.low >= start) & (self.low < stop)) | (
-            (self.high >= start) & (self.high < stop)
-        )
-        found = np.flatnonzero(hits)
-        return (int(found[0]), int(found[-1]) + 1) if found.size else (0, 0)
-
-    def input_window(self, start: int, stop: int) -> tuple[int, int]:
-        """Input indices needed to compute output voxels ``[start, stop)``."""
-        return int(self.low[start:stop].min()), int(self.high[start:stop].max()) + 1
-
-    def apply(self, block: np.ndarray, axis: int, window: tuple[int, int], offset: int):
-        low = self.low[window[0] : window[1]] - offset
-        first = np.take(block, low, axis=axis)
-        if self.weight is None:
-            return first
-        high = self.high[window[0] : window[1]] - offset
-        shape = [1] * block.ndim
-        shape[axis] = -1
-        weight = self.weight[window[0] : window[1]].reshape(shape)
-        return first * (1 - weight) + np.take(block, high, axis=axis) * weight
+    def rows(self, start: int, stop: int) -> _AxisMap:
+        """The same map for output voxels ``[start, stop)`` only."""
+        taps = tuple((i[start:stop], None if w is None else w[start:stop]) for i, w in self.taps)
+        return _AxisMap(taps, self.nearest[start:stop])
 
 
-def _paint_label(
-    out: np.ndarray, labels: np.ndarray, value: int, maps: list[_AxisMap], window: list
-) -> None:
-    """Resize the mask ``labels == value`` inside the output ``window`` and paint it into ``out``."""
-    inputs = [m.input_window(*w) for m, w in zip(maps, window, strict=True)]
-    block = labels[tuple(slice(*w) for w in inputs)] == value
-    mask = block.astype(np.float32)
-    # Shrink first along the axis that shrinks most: later passes then touch fewer voxels.
-    ratios = [(w[1] - w[0]) / max(i[1] - i[0], 1) for w, i in zip(window, inputs, strict=True)]
-    for axis in np.argsort(ratios, kind="stable"):
-        mask = maps[axis].apply(mask, int(axis), window[axis], inputs[axis][0])
-    target = out[tuple(slice(*w) for w in window)]
-    target[mask >= 0.5] = value
+def _corners(labels: np.ndarray, maps: list[_AxisMap]) -> list[np.ndarray]:
+    """The label each output voxel reads at each interpolation corner, in scipy's corner order
+    (last axis fastest); one axis at a time, so every gather stays a plain ``take``."""
+    gathered = [labels]
+    for axis, m in enumerate(maps):
+        gathered = [np.take(g, index, axis=axis) for g in gathered for index, _ in m.taps]
+    return gathered
+
+
+def _corner_weights(maps: list[_AxisMap], points: tuple[np.ndarray, ...]) -> list[Any]:
+    """Each corner's weight at the output voxels ``points``: the product of its axis weights in
+    axis order, as scipy multiplies them (None where every axis reads one voxel)."""
+    weights: list[Any] = [None]
+    for m, where in zip(maps, points, strict=True):
+        along = [None if w is None else w[where] for _, w in m.taps]
+        weights = [a if w is None else (w if a is None else w * a) for w in weights for a in along]
+    return weights
+
+
+def _score(corners: list[np.ndarray], weights: list[Any], label: np.ndarray) -> np.ndarray:
+    """Interpolated indicator of ``label`` (per voxel), summed corner by corner like scipy."""
+    total = np.zeros(label.shape, dtype=np.float64)
+    for corner, weight in zip(corners, weights, strict=True):
+        total += (corner == label) if weight is None else (corner == label) * weight
+    return total
+
+
+def _vote(corners: list[np.ndarray], weights: list[Any], nearest: np.ndarray):
+    """(winning label, its score) per voxel: the highest interpolated indicator; an exact tie goes
+    to the nearest neighbour's label when it is tied, otherwise to the smallest tied label.
+    Each label is scored once per voxel (at the first corner that reads it)."""
+    best = np.full(nearest.shape, -1.0)
+    winner = corners[0].copy()
+    for k, candidate in enumerate(corners):
+        fresh = np.ones(candidate.shape, dtype=bool)
+        for earlier in corners[:k]:
+            fresh &= earlier != candidate
+        at = np.flatnonzero(fresh)
+        score = _score([c[at] for c in corners], _take(weights, at), candidate[at])
+        better = (score > best[at]) | ((score == best[at]) & (candidate[at] < winner[at]))
+        winner[at[better]] = candidate[at[better]]
+        best[at] = np.maximum(best[at], score)
+    at = np.flatnonzero(nearest != winner)
+    tied = _score([c[at] for c in corners], _take(weights, at), nearest[at]) == best[at]
+    winner[at[tied]] = nearest[at[tied]]
+    return winner, best
+
+
+def _take(weights: list[Any], at: np.ndarray) -> list[Any]:
+    return [None if w is None else w[at] for w in weights]
+
+
+def _resize_chunk(labels: np.ndarray, maps: list[_AxisMap], threshold: bool) -> np.ndarray:
+    """Label vote for the output voxels of ``maps``. Only voxels whose corners disagree are
+    scored; everywhere else the one label they read scores 1."""
+    corners = _corners(labels, maps)
+    out = corners[0].copy()
+    mixed = np.zeros(out.shape, dtype=bool)
+    for corner in corners[1:]:
+        mixed |= corner != out
+    points = np.nonzero(mixed)
+    if not points[0].size:
+        return out
+    nearest = labels[tuple(m.nearest[p] for m, p in zip(maps, points, strict=True))]
+    winner, score = _vote([c[points] for c in corners], _corner_weights(maps, points), nearest)
+    if threshold:  # nnU-Net's linear resampling across slices: above 0.5 or nothing (0)
+        winner[score <= 0.5] = 0
+    out[points] = winner
+    return out
 
 
 def _resize_label_map(
-    labels: np.ndarray, shape: Sequence[int], orders: Sequence[int]
+    labels: np.ndarray, shape: Sequence[int], orders: Sequence[int], threshold: bool = False
 ) -> np.ndarray:
-    """Per-label mask resize of one label map with a (separable) order per axis."""
+    """Resize one label map: per label, its indicator interpolated (orders per axis), and the
+    label that scores highest is written (see :func:`_vote`); in chunks along the first axis."""
     maps = [_AxisMap.build(i, o, r) for i, o, r in zip(labels.shape, shape, orders, strict=True)]
-    out = np.zeros(tuple(shape), dtype=labels.dtype)
-    low, high = int(labels.min()), int(labels.max())
-    # Shift labels to 1..n (find_objects ignores <= 0) in the smallest dtype: this is a full pass.
-    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).max > high - low)
-    boxes = ndimage.find_objects(np.subtract(labels, low - 1, dtype=dtype))
-    windows: dict[int, list[tuple[int, int]]] = {}
-    for index, box in enumerate(boxes):
-        if box is None:
-            continue
-        value = index + low
-        windows[value] = [m.output_window(s.start, s.stop) for m, s in zip(maps, box, strict=True)]
-    for value, own_window in windows.items():
-        window = own_window
-        if value == 0:  # 0 only matters where -1 may have been painted; out starts at 0
-            if -1 not in windows:
-                continue
-            window = windows[-1]
-        if all(w[1] > w[0] for w in window):
-            _paint_label(out, labels, value, maps, window)
+    out = np.empty(tuple(shape), dtype=labels.dtype)
+    step = max(1, _CHUNK_VOXELS // max(1, int(np.prod(shape[1:]))))
+    for start in range(0, shape[0], step):
+        stop = min(start + step, shape[0])
+        out[start:stop] = _resize_chunk(labels, [maps[0].rows(start, stop), *maps[1:]], threshold)
     return out
 
 
@@ -264,10 +305,10 @@ def _resize_labels(labels: np.ndarray, shape: tuple[int, ...], spec: ResamplingS
     resized = _resize_label_map(labels, inplane, [spec.order] * labels.ndim)
     if resized.shape[axis] == shape[axis]:
         return resized
-    if spec.order_z == 0:  # nearest commutes with thresholding: take slices of the label map
+    if spec.order_z == 0:  # nearest: take slices of the label map
         return np.take(resized, nearest_indices(resized.shape[axis], shape[axis]), axis=axis)
     orders = [spec.order_z if a == axis else 0 for a in range(labels.ndim)]
-    return _resize_label_map(resized, shape, orders)
+    return _resize_label_map(resized, shape, orders, threshold=True)
 
 
 def resample_seg(

@@ -113,14 +113,6 @@ def test_the_cascade_agrees_given_nnunets_lowres_predictions(tmp_path: Path) -> 
         _check_case(result, CASCADE, case, written, max_difference=1.0)
 
 
-@pytest.mark.xfail(
-    reason="open: nnunetv2 2.8.1 with batchgenerators 0.25.5 resamples the previous stage's labels "
-    "by the argmax of the interpolated label indicators (exact ties to the nearest neighbour's "
-    "label); AutoSeg's resample_seg writes labels where their indicator is >= 0.5, the larger "
-    "label winning. 4 boundary voxels of interop_002's one-hot input differ, which moves one "
-    "probability by 0.16 (labels still agree on 99.98 %)",
-    strict=True,
-)
 def test_the_cascade_probabilities_agree_everywhere(tmp_path: Path) -> None:
     for case, result, written in _predict_cascade(tmp_path):
         _check_case(result, CASCADE, case, written)

@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from autoseg.errors import AutoSegError
 from autoseg.plans import ResamplingSpec
+from autoseg.preprocessing import resampling
 from autoseg.preprocessing.resampling import (
     nearest_indices,
     resample_data,
@@ -30,13 +31,23 @@ def _blobs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 def _reference_seg(seg: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Plain per-label linear resize over the whole volume (the definition)."""
-    out = np.zeros(shape, seg.dtype)
+    """The definition, over the whole volume: each label's indicator resized linearly, the highest
+    wins; an exact tie goes to the nearest neighbour's label if it is tied, else the smallest."""
     factors = [n / o for n, o in zip(shape, seg.shape, strict=True)]
-    for value in np.unique(seg):
-        mask = (seg == value).astype(np.float64)
-        resized = ndimage.zoom(mask, factors, order=1, mode="nearest", grid_mode=True)
-        out[resized >= 0.5] = value
+    values = np.unique(seg)
+    scores = np.stack(
+        [
+            ndimage.zoom(
+                (seg == v).astype(np.float64), factors, order=1, mode="nearest", grid_mode=True
+            )
+            for v in values
+        ]
+    )
+    nearest = ndimage.zoom(seg, factors, order=0, mode="nearest", grid_mode=True)
+    out = values[np.argmax(scores, axis=0)]
+    nearest_score = np.take_along_axis(scores, np.searchsorted(values, nearest)[None], 0)[0]
+    tied = nearest_score == scores.max(axis=0)
+    out[tied] = nearest[tied]
     return out
 
 
@@ -88,9 +99,35 @@ def test_seg_keeps_labels_exact_shape_and_matches_definition(seed) -> None:
     assert out.shape == (1, *new_shape)
     assert out.dtype == seg.dtype
     assert set(np.unique(out)) <= set(np.unique(seg))
-    expected = _reference_seg(seg, new_shape)
-    # Only exact 0.5 ties may fall either way (float rounding); they are rare.
-    assert np.mean(out[0] != expected) < 0.005
+    np.testing.assert_array_equal(out[0], _reference_seg(seg, new_shape))
+
+
+def test_seg_tie_goes_to_the_nearest_neighbour_not_the_larger_label() -> None:
+    # Halving puts every output voxel exactly between two inputs: scores 0.5 / 0.5.
+    seg = np.array([1, 2, 2, 1], dtype=np.int16).reshape(1, 1, 1, 4)
+    out = resample_seg(seg, (1, 1, 2), ISO, ISO, SEG)
+    np.testing.assert_array_equal(out.ravel(), [2, 1])  # the nearest inputs are 1 and 3
+
+
+def test_seg_tie_without_the_nearest_label_goes_to_the_smallest() -> None:
+    # 2x2x2 -> 1: labels 1 and 2 score 0.375 each, 3 (the nearest neighbour) 0.25.
+    seg = np.array([3, 1, 1, 1, 2, 2, 2, 3], dtype=np.int16).reshape(1, 2, 2, 2)
+    assert resample_seg(seg, (1, 1, 1), ISO, ISO, SEG).item() == 1
+
+
+def test_seg_never_leaves_a_voxel_unlabelled_where_four_labels_meet() -> None:
+    # 2x2 -> 1 in-plane: four labels at 0.25 each; '>= 0.5' would have left 0, not an input label.
+    seg = np.array([1, 2, 3, 4], dtype=np.int16).reshape(1, 1, 2, 2)
+    assert resample_seg(seg, (1, 1, 1), ISO, ISO, SEG).item() in {1, 2, 3, 4}
+
+
+def test_separate_z_linear_across_slices_writes_labels_above_one_half_only() -> None:
+    seg = np.stack([np.full((2, 2), 1), np.full((2, 2), 2)]).astype(np.int16)[None]
+    spec = ResamplingSpec(order=1, order_z=1)
+    halved = resample_seg(seg, (1, 2, 2), (5.0, 1.0, 1.0), (10.0, 1.0, 1.0), spec)
+    assert np.all(halved == 0)  # exactly between the two slices: nnU-Net writes neither label
+    doubled = resample_seg(seg, (4, 2, 2), (5.0, 1.0, 1.0), (2.5, 1.0, 1.0), spec)
+    np.testing.assert_array_equal(doubled[0, :, 0, 0], [1, 1, 2, 2])
 
 
 def test_separate_z_is_inplane_then_nearest_along_z() -> None:
@@ -128,3 +165,10 @@ def test_probabilities_linear_stay_in_range() -> None:
 def test_unsupported_seg_order_is_reported() -> None:
     with pytest.raises(AutoSegError, match="order 3"):
         resample_seg(_blobs((8, 8, 8))[None], (4, 4, 4), ISO, ISO, ResamplingSpec(order=3))
+
+
+def test_seg_in_chunks_equals_the_definition(monkeypatch) -> None:
+    monkeypatch.setattr(resampling, "_CHUNK_VOXELS", 40)  # a few output rows per chunk
+    seg = _blobs((9, 11, 13), seed=5)
+    out = resample_seg(seg[None], (14, 6, 20), ISO, ISO, SEG)
+    np.testing.assert_array_equal(out[0], _reference_seg(seg, (14, 6, 20)))
