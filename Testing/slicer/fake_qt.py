@@ -47,6 +47,7 @@ _MEMBERS = {
     "QTableWidget": {"setRowCount", "setColumnCount", "setHorizontalHeaderLabels", "setItem"}
     | {"item"},
     "QProgressBar": {"setRange", "setValue", "value", "minimum", "maximum"},
+    "QPlainTextEdit": {"appendPlainText", "clear", "plainText", "readOnly", "setMaximumBlockCount"},
     "qMRMLNodeComboBox": {"currentNode", "setCurrentNode", "setMRMLScene", "nodeTypes"}
     | {"showChildNodeTypes", "addEnabled", "removeEnabled", "noneEnabled"}
     | {"currentNodeChanged(vtkMRMLNode*)"},
@@ -98,6 +99,7 @@ _SIGNAL_OF = {
 }
 _DEFAULTS = {"text": "", "toolTip": "", "enabled": True, "checked": False, "value": 0}
 _DEFAULTS |= {"currentPath": "", "currentIndex": -1, "nodeTypes": [], "minimum": 0, "maximum": 100}
+_DEFAULTS |= {"plainText": "", "readOnly": False}
 
 
 def _accepted_arguments(slot: typing.Callable, given: int) -> int:
@@ -177,6 +179,17 @@ class FakeQObject:
         self._items.clear()
         if self._cls == "QComboBox":
             self.setCurrentIndex(-1)
+        if self._cls == "QPlainTextEdit":
+            object.__setattr__(self, "plainText", "")
+
+    # QPlainTextEdit
+    def appendPlainText(self, text: str) -> None:
+        lines = [*(self.plainText.split("\n") if self.plainText else []), *text.split("\n")]
+        limit = getattr(self, "_max_blocks", 0)
+        object.__setattr__(self, "plainText", "\n".join(lines[-limit:] if limit else lines))
+
+    def setMaximumBlockCount(self, count: int) -> None:
+        self._max_blocks = count
 
     def setCurrentIndex(self, index: int) -> None:
         index = index if 0 <= index < len(self._items) else -1
