@@ -38,8 +38,19 @@ from autoseg.model_zip_layout import (
     is_skipped,
 )
 from autoseg.paths import folder_error, make_folder
+from autoseg.results_layout import (
+    BEST_CHECKPOINT,
+    CROSSVAL_PATTERN,
+    FINAL_CHECKPOINT,
+    FOLD_PREFIX,
+    LATEST_CHECKPOINT,
+    PLANS_FILE,
+    POSTPROCESSING_FILE,
+    is_model_folder_name,
+    model_folder_name,
+    split_model_folder_name,
+)
 
-LATEST_CHECKPOINT = "checkpoint_latest.pth"
 # Already compressed (or incompressible float weights): deflating them only costs time.
 _STORED_ENDINGS = (".pth", ".png", ".gz", ".npz", ".zip")
 _MAX_LISTED_PROBLEMS = 20
@@ -62,7 +73,7 @@ class ExportOptions:
     trainer: str = "AutoSegTrainer"
     plans: str = "AutoSegPlans"
     include_validation: bool = False
-    checkpoint: str = "checkpoint_final.pth"
+    checkpoint: str = FINAL_CHECKPOINT
 
 
 def export_model(
@@ -118,29 +129,34 @@ def _check_checkpoint_name(name: str) -> None:
     if name == LATEST_CHECKPOINT or not name.endswith(".pth") or "/" in name or "\\" in name:
         raise AutoSegError(
             f"Checkpoint {name!r} cannot be exported ({LATEST_CHECKPOINT} only resumes training). "
-            "Use checkpoint_final.pth or checkpoint_best.pth."
+            f"Use {FINAL_CHECKPOINT} or {BEST_CHECKPOINT}."
         )
 
 
 def _model_folders(source: Path, options: ExportOptions) -> list[Path]:
     """The model folders of the chosen configurations; all of them when none are named."""
-    prefix = f"{options.trainer}__{options.plans}__"
-    folders = sorted(p for p in source.iterdir() if p.is_dir())
-    found = {p.name[len(prefix) :]: p for p in folders if p.name.startswith(prefix)}
+    folders = sorted(p for p in source.iterdir() if p.is_dir() and is_model_folder_name(p.name))
+    found = {
+        configuration: p
+        for p in folders
+        for trainer, plans, configuration in [split_model_folder_name(p.name)]
+        if (trainer, plans) == (options.trainer, options.plans)
+    }
     wanted = sorted(found) if options.configurations is None else list(options.configurations)
     missing = [c for c in wanted if c not in found]
     if missing or not wanted:
-        models = [p.name for p in folders if "__" in p.name]
+        models = [p.name for p in folders]
         which = f" for configuration(s) {', '.join(missing)}" if missing else ""
+        named = model_folder_name(options.trainer, options.plans, "<configuration>")
         raise AutoSegError(
-            f"{source} has no model folder {prefix}<configuration>{which}. Model folders there: "
+            f"{source} has no model folder {named}{which}. Model folders there: "
             f"{', '.join(models) or 'none'}. Choose a configuration, trainer and plans that exist."
         )
     return [found[c] for c in dict.fromkeys(wanted)]
 
 
 def _fold_name(fold: object) -> str:
-    return str(fold).removeprefix("fold_")
+    return str(fold).removeprefix(FOLD_PREFIX)
 
 
 def _fold_order(name: str) -> tuple[int, int | str]:
@@ -149,7 +165,7 @@ def _fold_order(name: str) -> tuple[int, int | str]:
 
 def _fold_folders(model: Path, folds: Sequence[str] | None) -> list[Path]:
     """The chosen ``fold_<k>`` folders of one model; all of them when none are named."""
-    found = {_fold_name(p.name): p for p in model.glob("fold_*") if p.is_dir()}
+    found = {_fold_name(p.name): p for p in model.glob(f"{FOLD_PREFIX}*") if p.is_dir()}
     wanted = sorted(found, key=_fold_order) if folds is None else [_fold_name(f) for f in folds]
     missing = [f for f in wanted if f not in found]
     if missing or not wanted:
@@ -168,8 +184,8 @@ def _existing(folder: Path, names: Sequence[str]) -> list[Path]:
 def _shared_files(folder: Path) -> list[Path]:
     """Postprocessing and inference notes of a dataset or model folder (JSON and text only), with
     a recommended ensemble's post-processing (``ensembles/<name>/``; predict -m needs it)."""
-    found = [*folder.glob("crossval_results_folds_*/*"), *folder.glob(f"{ENSEMBLES_DIR}/*/*")]
-    kept = {"summary.json", "postprocessing.json"}  # not the per-case probability properties
+    found = [*folder.glob(f"{CROSSVAL_PATTERN}/*"), *folder.glob(f"{ENSEMBLES_DIR}/*/*")]
+    kept = {"summary.json", POSTPROCESSING_FILE}  # not the per-case probability properties
     notes = sorted(p for p in found if p.is_file() and p.name in kept)
     return _existing(folder, SHARED_FILES) + notes
 
@@ -278,7 +294,7 @@ def _refuse(zip_path: Path, what: str, problems: list[str], fix: str = _NOT_A_MO
 def _model_names(zip_path: Path, members: list[zipfile.ZipInfo], top: str) -> list[str]:
     """Model folders are the folders right below the top folder that hold a plans.json."""
     names = [m.filename.split("/") for m in members if not m.is_dir()]
-    models = sorted({p[1] for p in names if len(p) == 3 and p[0] == top and p[2] == "plans.json"})
+    models = sorted({p[1] for p in names if len(p) == 3 and p[0] == top and p[2] == PLANS_FILE})
     if not models:
         _refuse(
             zip_path, "holds no model", [f"no {top}/<trainer>__<plans>__<configuration>/plans.json"]

@@ -1,8 +1,23 @@
 """Names of the results layout shared by training, prediction and selection (one definition).
 
-A trained model lives in ``<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>``, as in
-nnU-Net, so both tools find each other's models by the same rule. Kept in the data layer (no torch)
-because training, inference and the Slicer side all need it, and inference never imports training.
+AutoSeg writes nnU-Net v2's results layout, so both tools find each other's models by the same rules
+and this one module knows both:
+
+    <results>/DatasetXXX_Name/
+        <trainer>__<plans>__<configuration>/     a model folder (model_folder_name)
+            plans.json  dataset.json  dataset_fingerprint.json
+            fold_<k>/ or fold_all/               (fold_folder_name)
+                checkpoint_final.pth  checkpoint_best.pth  checkpoint_latest.pth
+                validation/summary.json
+            crossval_results_folds_<k>_<l>/      (crossval_folder_name) summary.json and the
+                postprocessing.json chosen there (nnU-Net also writes postprocessing.pkl there,
+                which AutoSeg never reads)
+        ensembles/<pair>/                        AutoSeg's evaluated ensembles (nnU-Net: ensembles/)
+        inference_information.json               find_best_configuration's choice (both tools)
+        inference_instructions.txt               the commands that run it
+
+Kept in the data layer (no torch) because training, inference and the Slicer side all need it, and
+inference never imports training.
 
 Versions: training a fold that already holds a final model first keeps that model as
 ``<model folder>/versions/<n>/`` (n = 1, 2, ...), a complete model folder of its own (plans.json,
@@ -13,11 +28,31 @@ name is a number, so the trainer, plans and configuration are read from the mode
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from autoseg.dataset import DATASET_JSON
+
 MODEL_FOLDER_SEPARATOR = "__"
-# Inside a fold folder: the weights a finished training leaves (what predict uses by default).
+MODEL_FOLDER_PATTERN = "*__*__*"  # glob for the model folders of a dataset's results folder
+# Inside a model folder, besides DATASET_JSON (the dataset's own dataset.json, copied).
+PLANS_FILE = "plans.json"
+MODEL_FILES = (PLANS_FILE, DATASET_JSON)  # what every model folder holds (and a run needs)
+FOLD_PREFIX = "fold_"
+ALL_FOLDS = "all"  # fold_all: trained on every case
+# Inside a fold folder: the weights a finished training leaves (what predict uses by default),
+# the best by validation pseudo-Dice, and the one written during training (resume, stop).
 FINAL_CHECKPOINT = "checkpoint_final.pth"
+BEST_CHECKPOINT = "checkpoint_best.pth"
+LATEST_CHECKPOINT = "checkpoint_latest.pth"
+# Model selection, in a dataset's results folder (AutoSeg and nnU-Net use the same names).
+SELECTION_FILE = "inference_information.json"
+INSTRUCTIONS_FILE = "inference_instructions.txt"
+CROSSVAL_PREFIX = "crossval_results_folds_"
+CROSSVAL_PATTERN = f"{CROSSVAL_PREFIX}*"
+ENSEMBLES_DIR = "ensembles"
+POSTPROCESSING_FILE = "postprocessing.json"
+NNUNET_POSTPROCESSING_PICKLE = "postprocessing.pkl"  # nnU-Net's, beside its JSON; never read
 VERSIONS_FOLDER = "versions"
 # Inside a version folder: when it was kept, which fold's retraining kept it, by which command.
 VERSION_INFO_FILE = "version.json"
@@ -35,6 +70,35 @@ def split_model_folder_name(name: str) -> tuple[str, str, str]:
     """(trainer, plans, configuration) of a model folder's name; ValueError for another name."""
     trainer, plans_name, configuration = name.split(MODEL_FOLDER_SEPARATOR)
     return trainer, plans_name, configuration
+
+
+def is_model_folder_name(name: str) -> bool:
+    """Whether ``name`` has the form ``<trainer>__<plans>__<configuration>``."""
+    parts = name.split(MODEL_FOLDER_SEPARATOR)
+    return len(parts) == 3 and all(parts)
+
+
+def configuration_of(name: str) -> str:
+    """The configuration named by a model folder's name (its last part)."""
+    return name.rsplit(MODEL_FOLDER_SEPARATOR, maxsplit=1)[-1]
+
+
+def fold_folder_name(fold: int | str) -> str:
+    """``fold_<k>`` or ``fold_all``."""
+    return f"{FOLD_PREFIX}{fold}"
+
+
+def fold_of_folder(name: str) -> str | None:
+    """``"3"`` or ``"all"`` for a fold folder's name, None for another name."""
+    if not name.startswith(FOLD_PREFIX):
+        return None
+    fold = name.removeprefix(FOLD_PREFIX)
+    return fold if fold.isdigit() or fold == ALL_FOLDS else None
+
+
+def crossval_folder_name(folds: Iterable[int | str]) -> str:
+    """``crossval_results_folds_0_1_2_3_4`` for those folds."""
+    return CROSSVAL_PREFIX + "_".join(str(f) for f in folds)
 
 
 def version_folder(model_dir: Path, number: int) -> Path:
