@@ -49,6 +49,7 @@ from autoseg.inference.recommended import (
 )
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.labels import IGNORE_NAME, LabelSpec, parse_labels
+from autoseg.model_listing import ModelInfo, list_models
 from autoseg.model_sharing import import_model
 from autoseg.model_zip_layout import archive_problems
 from autoseg.results_layout import (
@@ -326,6 +327,43 @@ def _describe_dataset(folder: Path) -> ModelDescription:
         unusable=refused,
         training_dataset=source.plans.dataset_name,
     )
+
+
+# ---------------------------------------------------------------------------------- model list
+
+
+def _model_label(model: ModelInfo) -> str:
+    version = "" if model.version is None else f" (kept version {model.version})"
+    folds = ", ".join(f.fold for f in model.folds)
+    tool = TOOL_NAMES.get(model.origin, model.origin)
+    name = f"{model.trainer}__{model.plans}__{model.configuration}"
+    return f"{model.dataset} / {name}{version}: {tool}, folds {folds}"
+
+
+def found_models(results_roots: list[Path | None]) -> list[tuple[str, Path]]:
+    """(label, folder) of every model in the results roots, for the panel's model list.
+
+    Per dataset, its results folder first (what ``predict -m`` runs with the recommendation),
+    then each model folder and kept version with a trained fold, as ``autoseg list_models``
+    finds them (``autoseg.model_listing``, torch-free). A root listed twice, missing or
+    unreadable is skipped: the list is a convenience, the path field takes any folder.
+    """
+    entries: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for root in results_roots:
+        if root is None or not Path(root).is_dir() or Path(root).resolve() in seen:
+            continue
+        seen.add(Path(root).resolve())
+        try:
+            models = [m for m in list_models(Path(root)) if m.folds]
+        except (AutoSegError, OSError):
+            continue
+        for dataset in dict.fromkeys(m.dataset for m in models):
+            folder = Path(root).absolute() / dataset
+            chosen = " (recommended)" if (folder / INFORMATION_FILE).is_file() else ""
+            entries.append((f"{dataset}{chosen}", folder))
+            entries += [(_model_label(m), Path(m.path)) for m in models if m.dataset == dataset]
+    return entries
 
 
 # ---------------------------------------------------------------------------------------- zips

@@ -10,17 +10,19 @@ that this Slicer is supported.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from pathlib import Path
 
 import qt
 import slicer
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+from AutoSegCoreLib.case_export import NewLabelsNeedConfirmation
 from AutoSegCoreLib.channel_selectors import ChannelSelectors
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
 from AutoSegCoreLib.device_detection import (
@@ -30,11 +32,26 @@ from AutoSegCoreLib.device_detection import (
 )
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
-from AutoSegPredictLib.model_catalog import ModelDescription, describe_model, import_model_zip
+from AutoSegPredictLib.model_catalog import (
+    ModelDescription,
+    describe_model,
+    describe_zip,
+    found_models,
+    import_model_zip,
+)
 from AutoSegPredictLib.predict_logic import INPUT_REMOVED, default_input_volume
 from AutoSegPredictLib.predict_logic import AutoSegPredictLogic as _PredictionLogic
+from AutoSegPredictLib.training_case import (
+    SEGMENT_EDITOR_MODULE,
+    Correction,
+    find_training_dataset,
+)
 
 POLL_INTERVAL_MS = 200
+LOG_LINES = 2000  # the log box keeps the last lines of the engine's output
+# nnU-Net users keep their folders in these variables; their models and datasets are found there
+# too (read here, on the Slicer side: the engine itself reads the environment only in its CLI).
+NNUNET_RESULTS, NNUNET_RAW = "nnUNet_results", "nnUNet_raw"
 
 
 @parameterNodeWrapper
@@ -43,6 +60,7 @@ class AutoSegPredictParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     modelPath: Path
+    outputSegmentation: vtkMRMLSegmentationNode
     useTta: bool = True
     fastMode: bool = False
 
@@ -70,6 +88,9 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._model: ModelDescription | None = None
         self._job = None
         self._jobVolume = None
+        self._jobVolumes: list = []
+        self._correction: Correction | None = None
+        self._editing = False
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
         self._timer = qt.QTimer()
 
@@ -94,12 +115,16 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.modelListComboBox.connect("currentIndexChanged(int)", self.onModelListChosen)
+        self.ui.correctButton.connect("clicked(bool)", self.onCorrect)
+        self.ui.logTextEdit.setMaximumBlockCount(LOG_LINES)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
 
         self._fillDeviceChoices(None)
         self._devices = detect_devices_in_background(self.logic.python_executable)
         self._timer.start()
+        self._fillModelList()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -109,6 +134,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
+        self._fillModelList()
         self.initializeParameterNode()
 
     def exit(self) -> None:
@@ -119,6 +145,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._job is not None:  # its input volume is about to go: nothing to import into
             self._cancelJob(_("Cancelled: the scene was closed."))
+        self._endCorrection()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -161,13 +188,38 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onImportModel(self) -> None:
         zipPath = qt.QFileDialog.getOpenFileName(
-            self.parent, _("Import AutoSeg model"), "", _("Model zip (*.zip)")
+            self.parent, _("Import model zip"), "", _("Model zip (*.zip)")
         )
         if not zipPath:
             return
+        results = self.preferences.results_folder
         with slicer.util.tryWithErrorDisplay(_("Could not import the model."), waitCursor=True):
-            folder = import_model_zip(Path(zipPath), self.preferences.results_folder)
+            shown = describe_zip(Path(zipPath), results)
+            question = _("Import this model into {folder}?").format(folder=results)
+            if not slicer.util.confirmOkCancelDisplay(f"{question}\n\n{shown.summary()}"):
+                return
+            folder = import_model_zip(Path(zipPath), results)
+            self._fillModelList()
             self.ui.modelPathLineEdit.currentPath = str(folder)
+
+    def _resultsRoots(self) -> list[Path | None]:
+        return [self.preferences.results_folder, _environmentFolder(NNUNET_RESULTS)]
+
+    def _fillModelList(self) -> None:
+        """The models found in the results folders; choosing one fills the path field."""
+        combo = self.ui.modelListComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(_("Choose a model found in the results folders..."), "")
+        for label, folder in found_models(self._resultsRoots()):
+            combo.addItem(label, str(folder))
+        combo.setCurrentIndex(0)
+        combo.blockSignals(wasBlocked)
+
+    def onModelListChosen(self, index: int) -> None:
+        folder = self.ui.modelListComboBox.itemData(index)
+        if folder:
+            self.ui.modelPathLineEdit.currentPath = folder
 
     def _showChannels(self) -> None:
         """The input selector is the model's first channel; further channels get their own."""
@@ -205,6 +257,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = self._model is not None and all(self._inputVolumes())
         self.ui.segmentButton.enabled = ready and not running
         self.ui.cancelButton.enabled = running
+        self.ui.correctButton.enabled = self._correction is not None and not running
         if not ready and not running:
             self.ui.segmentButton.toolTip = _("Choose a model and a volume for every channel.")
         else:
@@ -215,15 +268,20 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation.")):
             if not ensure_engine_dependencies("AutoSegPredict", self.preferences.python_executable):
                 return
+            self._endCorrection()
             self._jobVolume = self.ui.inputVolumeSelector.currentNode()
+            self._jobVolumes = self._inputVolumes()
             self._job = self.logic.start_segmentation(
-                self._inputVolumes(),
+                self._jobVolumes,
                 self._model.path,
                 device=device,
                 tta=self.ui.ttaCheckBox.checked,
                 fast=self.ui.fastCheckBox.checked,
                 env_overrides=self.preferences.engine_env(),
+                into=self.ui.outputSegmentationSelector.currentNode(),
             )
+            self.ui.logTextEdit.clear()
+            self.ui.logTextEdit.appendPlainText(" ".join(self._job.command))
             self.ui.progressBar.setRange(0, 0)
             self.ui.statusLabel.text = _("Starting the engine...")
         self.updateButtons()
@@ -251,6 +309,8 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._finishJob()
 
     def _showProgress(self, update) -> None:
+        if update.kind != "progress":
+            self.ui.logTextEdit.appendPlainText(update.text)
         if update.total:
             self.ui.progressBar.setRange(0, update.total)
             self.ui.progressBar.setValue(update.done)
@@ -269,11 +329,76 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Done: {name} ({seconds:.1f} s).").format(
                 name=segmentation.GetName(), seconds=job.elapsed_seconds
             )
+            dataset = self._model.training_dataset if self._model else ""
+            self._correction = Correction(segmentation, tuple(self._jobVolumes), dataset)
+            self.updateButtons()
+
+    # Correct and add as training case --------------------------------------------------------
+
+    def onCorrect(self) -> None:
+        """First click: correct in the Segment Editor; second click: add as a training case."""
+        correction = self._correction
+        if correction is None or not correction.still_in_scene:
+            self._endCorrection()
+            self.ui.statusLabel.text = _("The segmentation or its volume is gone; segment again.")
+            return
+        if not self._editing:
+            correction.open_editor()
+            slicer.util.selectModule(SEGMENT_EDITOR_MODULE)
+            self._editing = True
+            self.ui.correctButton.text = _("Add as training case")
+            self.ui.statusLabel.text = _(
+                "Correct the segmentation in the Segment Editor, then come back here and click "
+                "'Add as training case'."
+            )
+            return
+        with slicer.util.tryWithErrorDisplay(
+            _("Could not add the training case."), waitCursor=True
+        ):
+            folder = self._trainingDataset(correction.dataset_name)
+            exported = self._addCase(correction, folder) if folder else None
+            if exported is not None:
+                self.ui.statusLabel.text = _("Added case {case} to {dataset}.").format(
+                    case=exported.case_id, dataset=folder.name
+                )
+                self._endCorrection()
+
+    def _trainingDataset(self, name: str) -> Path | None:
+        """The model's raw dataset: found under the raw folders, else chosen by the user."""
+        roots = [self.preferences.raw_folder, _environmentFolder(NNUNET_RAW)]
+        found = find_training_dataset(name, roots)
+        if found is not None:
+            return found
+        chosen = qt.QFileDialog.getExistingDirectory(
+            self.parent,
+            _("Choose the raw dataset folder of {name}").format(name=name or _("the model")),
+            str(self.preferences.raw_folder),
+        )
+        return Path(chosen) if chosen else None
+
+    def _addCase(self, correction: Correction, folder: Path):
+        try:
+            return correction.add_case(folder)
+        except NewLabelsNeedConfirmation as question:
+            if not slicer.util.confirmOkCancelDisplay(str(question)):
+                return None
+            return correction.add_case(folder, allow_new_labels=True)
+
+    def _endCorrection(self) -> None:
+        self._correction, self._editing = None, False
+        self.ui.correctButton.text = _("Correct and add as training case")
+        self.updateButtons()
 
     def _resetProgress(self) -> None:
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.setValue(0)
         self.updateButtons()
+
+
+def _environmentFolder(name: str) -> Path | None:
+    """A folder named by an environment variable (e.g. nnUNet_results), None when unset."""
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
 
 
 def _noModel(path: str) -> bool:

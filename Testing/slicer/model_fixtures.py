@@ -44,11 +44,11 @@ def _configuration(name: str, channels: int) -> ConfigurationPlan:
     )
 
 
-def plans_json(configuration: str, channels: int = 1) -> dict[str, Any]:
+def plans_json(configuration: str, channels: int = 1, dataset: str = "Dataset001_X") -> dict:
     """A valid AutoSeg plans.json holding one configuration."""
     stats = IntensityStats(1, 1, 1, 0, 2, 0, 2)
     plans = Plans(
-        dataset_name="Dataset001_X",
+        dataset_name=dataset,
         plans_name="AutoSegPlans",
         image_reader_writer="SimpleITKIO",
         transpose_forward=(0, 1, 2),
@@ -61,7 +61,7 @@ def plans_json(configuration: str, channels: int = 1) -> dict[str, Any]:
     return plans.to_json()
 
 
-def make_model(  # noqa: PLR0913 - a test builder: every part of the folder can be varied
+def make_model(
     dataset: Path,
     configuration: str = "3d_fullres",
     folds: Sequence[str] = ("0", "1"),
@@ -82,7 +82,7 @@ def make_model(  # noqa: PLR0913 - a test builder: every part of the folder can 
         **(extra_json or {}),
     }
     (folder / "dataset.json").write_text(json.dumps(dataset_json), encoding="utf-8")
-    plans = plans_json(configuration, len(channels))
+    plans = plans_json(configuration, len(channels), dataset.name)
     (folder / "plans.json").write_text(json.dumps(plans), encoding="utf-8")
     for fold in folds:
         (folder / f"fold_{fold}").mkdir()

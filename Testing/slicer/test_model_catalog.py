@@ -17,6 +17,7 @@ from AutoSegPredictLib.model_catalog import (
     ModelFolderError,
     describe_model,
     describe_zip,
+    found_models,
     import_model_zip,
 )
 
@@ -318,3 +319,26 @@ def test_an_unsafe_or_foreign_zip_is_refused_before_import(tmp_path: Path) -> No
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(ModelFolderError, match="not a readable zip"):
         describe_zip(tmp_path / "broken.zip", tmp_path / "results")
+
+
+def test_the_model_list_shows_datasets_models_and_versions_of_every_root(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    model = make_model(results / "Dataset004_Hippocampus", folds=("0",))
+    shutil.copytree(model, model / "versions" / "1", ignore=shutil.ignore_patterns("versions"))
+    make_model(results / "Dataset004_Hippocampus", "2d", folds=())  # nothing to predict with
+    entries = found_models([results, None, tmp_path / "missing", results, NNUNET_DATASET.parent])
+    labels = [label for label, _ in entries]
+    assert labels[:3] == [
+        "Dataset004_Hippocampus",
+        "Dataset004_Hippocampus / AutoSegTrainer__AutoSegPlans__3d_fullres: AutoSeg, folds 0",
+        "Dataset004_Hippocampus / AutoSegTrainer__AutoSegPlans__3d_fullres (kept version 1): "
+        "AutoSeg, folds 0",
+    ]
+    assert entries[2][1] == (model / "versions" / "1").absolute()
+    assert labels[3] == "Dataset990_AutoSegInterop (recommended)"
+    assert (
+        "Dataset990_AutoSegInterop / nnUNetTrainer__nnUNetPlans__2d: nnU-Net v2, folds 0" in labels
+    )
+    assert len(labels) == 3 + 1 + 5
+    for _, path in entries:
+        describe_model(path)  # every entry is a folder predict accepts

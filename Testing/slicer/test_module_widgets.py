@@ -239,6 +239,8 @@ def _predict_test_helpers() -> types.ModuleType:
 class StubJob:
     """Stands in for PredictionJob (a child process): one progress update, then a result."""
 
+    command = ("PythonSlicer", "-m", "autoseg", "predict")
+
     def __init__(self, result: typing.Any) -> None:
         self.result, self.polls, self.cancelled, self.elapsed_seconds = result, 0, False, 1.25
 
