@@ -1,4 +1,4 @@
-"""AutoSegPredict: segment the selected volume with a trained AutoSeg model in one click.
+"""AutoSegPredict: segment the selected volume with a trained AutoSeg or nnU-Net v2 model in one click.
 
 This file registers the module and checks the Slicer it runs in. AutoSeg needs Slicer 5.10 or
 newer (Python 3.12); in an older Slicer the module still registers and its panel and help show
@@ -47,11 +47,15 @@ class AutoSegPredict(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = list(CONTRIBUTORS)
         summary = _(
-            "Segment a volume with a model trained by AutoSeg (the nnU-Net v2 method). Choose a "
-            "dataset's results folder to use the configuration, fold ensemble and postprocessing "
-            "that model selection recommended, or a single model folder. The prediction runs in a "
-            "background process; the result is a segmentation with the dataset's label names. "
-            "Closing the scene cancels a running prediction. Needs 3D Slicer 5.10 or newer."
+            "Segment a volume with a model trained by AutoSeg or by nnU-Net v2 (no nnunetv2 "
+            "install needed). Choose a dataset's results folder to use the configuration, fold "
+            "ensemble and postprocessing that model selection recommended, or a single model "
+            "folder; model zips of both tools are imported after a safety check. The prediction "
+            "runs in a background process; the result is a new segmentation with the dataset's "
+            "label names, or goes into a chosen one (segments of the same names replaced). "
+            "'Correct and add as training case' opens the result in the Segment Editor and then "
+            "adds the volume and the corrected segmentation to the model's dataset. Closing the "
+            "scene cancels a running prediction. Needs 3D Slicer 5.10 or newer."
         )
         self.parent.helpText = help_text(summary, UNSUPPORTED)
         self.parent.acknowledgementText = _(
