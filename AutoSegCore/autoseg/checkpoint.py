@@ -14,13 +14,14 @@ import torch
 
 from autoseg.atomic import atomic_path
 from autoseg.errors import AutoSegError
-from autoseg.results_layout import FINAL_CHECKPOINT
+from autoseg.results_layout import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT
 
 CHECKPOINT_FORMAT = "autoseg-checkpoint"
 CHECKPOINT_VERSION = 1
-FINAL = FINAL_CHECKPOINT  # named in results_layout, which torch-free readers import
-LATEST = "checkpoint_latest.pth"
-BEST = "checkpoint_best.pth"
+# Named in results_layout, which torch-free readers import.
+FINAL = FINAL_CHECKPOINT
+LATEST = LATEST_CHECKPOINT
+BEST = BEST_CHECKPOINT
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

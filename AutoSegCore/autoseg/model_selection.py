@@ -38,9 +38,17 @@ from autoseg.postprocessing import (
     Postprocessing,
     determine_postprocessing,
 )
-from autoseg.selection_report import (
+from autoseg.results_layout import (
+    DATASET_JSON,
+    ENSEMBLES_DIR,
     INFORMATION_FILE,
     INSTRUCTIONS_FILE,
+    PLANS_FILE,
+    crossval_folder_name,
+    fold_folder_name,
+    model_folder_name,
+)
+from autoseg.selection_report import (
     Candidate,
     SelectionResult,
     SelectionSetup,
@@ -48,7 +56,7 @@ from autoseg.selection_report import (
     instructions_text,
     model_dir,
 )
-from autoseg.training.job import TRAINER_NAME, model_folder_name
+from autoseg.training.job import TRAINER_NAME
 
 __all__ = [
     "ENSEMBLES_DIR",
@@ -64,7 +72,6 @@ __all__ = [
     "unfinished_folds",
 ]
 
-ENSEMBLES_DIR = "ensembles"
 _VALIDATION = "validation"
 
 
@@ -82,11 +89,6 @@ def _folds_text(folds: Sequence[int]) -> str:
     return "_".join(str(f) for f in _folds(folds))
 
 
-def crossval_folder_name(folds: Sequence[int]) -> str:
-    """``crossval_results_folds_0_1_2_3_4`` for those folds."""
-    return f"crossval_results_folds_{_folds_text(folds)}"
-
-
 def ensemble_folder_name(models: Sequence[str], folds: Sequence[int]) -> str:
     """``ensemble___<m1>___<m2>___0_1_2_3_4`` (models are model folder names)."""
     return "___".join(["ensemble", *models, _folds_text(folds)])
@@ -97,7 +99,7 @@ def unfinished_folds(model_dir: Path, folds: Sequence[int]) -> list[int]:
     return [
         f
         for f in _folds(folds)
-        if not (model_dir / f"fold_{f}" / _VALIDATION / SUMMARY_FILE).is_file()
+        if not (model_dir / fold_folder_name(f) / _VALIDATION / SUMMARY_FILE).is_file()
     ]
 
 
@@ -127,7 +129,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _fold_cases(model_dir: Path, fold: int, file_ending: str) -> dict[str, Path]:
-    validation = model_dir / f"fold_{fold}" / _VALIDATION
+    validation = model_dir / fold_folder_name(fold) / _VALIDATION
     if not (validation / SUMMARY_FILE).is_file():
         raise AutoSegError(
             f"{validation}: no finished validation (summary.json missing). Fix: train fold "
@@ -194,7 +196,7 @@ def _better(score: float, best: float) -> bool:
 
 def _reader_writer(model_dir: Path, setup: SelectionSetup, example: Path) -> str:
     """The writer the model's plans chose; from the file ending when plans.json is absent."""
-    plans_file = model_dir / "plans.json"
+    plans_file = model_dir / PLANS_FILE
     if plans_file.is_file():
         return Plans.load(plans_file).image_reader_writer
     return choose_reader_writer(setup.file_ending, example_file=example).name
@@ -293,7 +295,7 @@ def _single_model(configuration: str, setup: SelectionSetup) -> Candidate:
 
 def _dataset_json(model_dir: Path, preprocessed_dir: Path) -> Path:
     """The model's dataset.json (what it was trained with), else the preprocessed one."""
-    for candidate in (model_dir / "dataset.json", preprocessed_dir / "dataset.json"):
+    for candidate in (model_dir / DATASET_JSON, preprocessed_dir / DATASET_JSON):
         if candidate.is_file():
             return candidate
     raise AutoSegError(

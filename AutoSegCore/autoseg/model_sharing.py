@@ -32,7 +32,6 @@ from autoseg.model_zip_layout import (
     ENSEMBLES_DIR,
     FOLD_FILES,
     OPTIONAL_MODEL_FILES,
-    REQUIRED_MODEL_FILES,
     SHARED_FILES,
     archive_problems,
     is_skipped,
@@ -44,6 +43,7 @@ from autoseg.results_layout import (
     FINAL_CHECKPOINT,
     FOLD_PREFIX,
     LATEST_CHECKPOINT,
+    MODEL_FILES,
     PLANS_FILE,
     POSTPROCESSING_FILE,
     is_model_folder_name,
@@ -191,13 +191,13 @@ def _shared_files(folder: Path) -> list[Path]:
 
 
 def _model_files(model: Path) -> list[Path]:
-    missing = [n for n in REQUIRED_MODEL_FILES if not (model / n).is_file()]
+    missing = [n for n in MODEL_FILES if not (model / n).is_file()]
     if missing:
         raise AutoSegError(
             f"{model} lacks {', '.join(missing)}; a model cannot be used without them. "
             "Copy them from the preprocessed folder or train the model again."
         )
-    files = _existing(model, REQUIRED_MODEL_FILES + OPTIONAL_MODEL_FILES)
+    files = _existing(model, MODEL_FILES + OPTIONAL_MODEL_FILES)
     return files + _shared_files(model)
 
 

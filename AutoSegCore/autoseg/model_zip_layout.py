@@ -32,13 +32,21 @@ import zipfile
 from pathlib import Path
 
 from autoseg.image_io import supported_file_endings
+from autoseg.results_layout import (
+    CROSSVAL_PATTERN,
+    ENSEMBLES_DIR,
+    FOLD_PREFIX,
+    INFORMATION_FILE,
+    INSTRUCTIONS_FILE,
+    MODEL_FILES,
+    MODEL_FOLDER_PATTERN,
+    POSTPROCESSING_FILE,
+)
 
 DATASET_FOLDER = re.compile(r"Dataset\d{3,}_[^/\\:]+")
-REQUIRED_MODEL_FILES = ("plans.json", "dataset.json")
 OPTIONAL_MODEL_FILES = ("dataset_fingerprint.json",)
 # Written by postprocessing / best-configuration search, at dataset level or in a model folder.
-SHARED_FILES = ("postprocessing.json", "inference_information.json", "inference_instructions.txt")
-ENSEMBLES_DIR = "ensembles"  # model_selection's folder of evaluated configuration pairs
+SHARED_FILES = (POSTPROCESSING_FILE, INFORMATION_FILE, INSTRUCTIONS_FILE)
 FOLD_FILES = ("training_settings.json", "network.txt", "progress.png")
 MAX_MEMBER_BYTES = 8 << 30
 MAX_TOTAL_BYTES = 128 << 30
@@ -46,24 +54,26 @@ MAX_TOTAL_RATIO = 100.0
 _RATIO_CHECKED_FROM = 64 << 20
 _NOTES = tuple(  # cross-validation and ensemble reports, at dataset level or in a model folder
     f"{folder}/{name}"
-    for folder in ("crossval_results_folds_*", f"{ENSEMBLES_DIR}/*")
-    for name in ("summary.json", "postprocessing.json")
+    for folder in (CROSSVAL_PATTERN, f"{ENSEMBLES_DIR}/*")
+    for name in ("summary.json", POSTPROCESSING_FILE)
 )
-_MODEL_FOLDER = "*__*__*"  # <trainer>__<plans>__<configuration>
 _VALIDATION_FILES = tuple(  # predictions (every format a dataset may use), probabilities, reports
     f"validation/*{ending}" for ending in (*supported_file_endings(), ".npz", ".json")
 )
 # nnU-Net v2's zips (nnUNetv2_export_model_to_zip) hold a few more files than AutoSeg's export:
 # each fold's debug.json (and network_architecture.pdf when it exists), inference_information.txt,
 # and with --exp_cv_preds the cross-validation predictions with their plans and dataset.json.
-_CROSSVAL_FOLDERS = (f"{_MODEL_FOLDER}/crossval_results_folds_*", f"{ENSEMBLES_DIR}/*")
+_CROSSVAL_FOLDERS = (f"{MODEL_FOLDER_PATTERN}/{CROSSVAL_PATTERN}", f"{ENSEMBLES_DIR}/*")
 _NNUNET_MEMBERS = (
     "inference_information.txt",
-    *(f"{_MODEL_FOLDER}/fold_*/{name}" for name in ("debug.json", "network_architecture.pdf")),
+    *(
+        f"{MODEL_FOLDER_PATTERN}/{FOLD_PREFIX}*/{name}"
+        for name in ("debug.json", "network_architecture.pdf")
+    ),
     *(
         f"{folder}/{name}"
         for folder in _CROSSVAL_FOLDERS
-        for name in (*(f"*{e}" for e in (*supported_file_endings(), ".npz")), *REQUIRED_MODEL_FILES)
+        for name in (*(f"*{e}" for e in (*supported_file_endings(), ".npz")), *MODEL_FILES)
     ),
 )
 # nnU-Net also zips pickles there (postprocessing.pkl beside postprocessing.json; with
@@ -76,10 +86,13 @@ ALLOWED_MEMBERS = (
     *SHARED_FILES,
     *_NOTES,
     *(
-        f"{_MODEL_FOLDER}/{name}"
-        for name in (*REQUIRED_MODEL_FILES, *OPTIONAL_MODEL_FILES, *SHARED_FILES, *_NOTES)
+        f"{MODEL_FOLDER_PATTERN}/{name}"
+        for name in (*MODEL_FILES, *OPTIONAL_MODEL_FILES, *SHARED_FILES, *_NOTES)
     ),
-    *(f"{_MODEL_FOLDER}/fold_*/{name}" for name in ("*.pth", *FOLD_FILES, *_VALIDATION_FILES)),
+    *(
+        f"{MODEL_FOLDER_PATTERN}/{FOLD_PREFIX}*/{name}"
+        for name in ("*.pth", *FOLD_FILES, *_VALIDATION_FILES)
+    ),
     *_NNUNET_MEMBERS,
     *SKIPPED_MEMBERS,
 )

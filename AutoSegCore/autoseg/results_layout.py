@@ -46,7 +46,7 @@ FINAL_CHECKPOINT = "checkpoint_final.pth"
 BEST_CHECKPOINT = "checkpoint_best.pth"
 LATEST_CHECKPOINT = "checkpoint_latest.pth"
 # Model selection, in a dataset's results folder (AutoSeg and nnU-Net use the same names).
-SELECTION_FILE = "inference_information.json"
+INFORMATION_FILE = "inference_information.json"
 INSTRUCTIONS_FILE = "inference_instructions.txt"
 CROSSVAL_PREFIX = "crossval_results_folds_"
 CROSSVAL_PATTERN = f"{CROSSVAL_PREFIX}*"
@@ -97,8 +97,9 @@ def fold_of_folder(name: str) -> str | None:
 
 
 def crossval_folder_name(folds: Iterable[int | str]) -> str:
-    """``crossval_results_folds_0_1_2_3_4`` for those folds."""
-    return CROSSVAL_PREFIX + "_".join(str(f) for f in folds)
+    """``crossval_results_folds_0_1_2_3_4`` for those folds (sorted and distinct, so the same
+    subset always gives the same folder)."""
+    return CROSSVAL_PREFIX + "_".join(str(f) for f in sorted({int(f) for f in folds}))
 
 
 def version_folder(model_dir: Path, number: int) -> Path:

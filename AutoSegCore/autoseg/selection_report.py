@@ -18,11 +18,10 @@ from typing import Any
 from autoseg.labels import LabelSpec
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.postprocessing import Postprocessing
-from autoseg.training.job import TRAINER_NAME, model_folder_name
+from autoseg.results_layout import PLANS_FILE, model_folder_name
+from autoseg.training.job import TRAINER_NAME
 
 __all__ = [
-    "INFORMATION_FILE",
-    "INSTRUCTIONS_FILE",
     "Candidate",
     "SelectionResult",
     "SelectionSetup",
@@ -30,9 +29,6 @@ __all__ = [
     "instructions_text",
     "model_dir",
 ]
-
-INFORMATION_FILE = "inference_information.json"
-INSTRUCTIONS_FILE = "inference_instructions.txt"
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def instructions_text(
     best: Candidate, setup: SelectionSetup, pp_file: Path, dataset_json: Path
 ) -> str:
     """The commands that reproduce the chosen result on new images (a shell script's text)."""
-    plans_json = model_dir(setup, best.configurations[0]) / "plans.json"
+    plans_json = model_dir(setup, best.configurations[0]) / PLANS_FILE
     jsons = f"-dataset_json {shlex.quote(str(dataset_json))}"
     if plans_json.is_file():
         jsons = f"-plans_json {shlex.quote(str(plans_json))} {jsons}"

@@ -43,7 +43,6 @@ from autoseg.cli.common import (
 from autoseg.cli.predict_recommended import RECOMMENDED_HELP, run_recommended
 from autoseg.errors import AutoSegError
 from autoseg.inference.folder_prediction import (
-    DEFAULT_CHECKPOINT,
     PredictJob,
     predict,
 )
@@ -52,7 +51,7 @@ from autoseg.interop.nnunet_plans import NNUNET_PLANS, NNUNET_TRAINER
 from autoseg.out_of_memory import PREDICTION_ADVICE, out_of_memory_reported, report_as_json_event
 from autoseg.paths import resolve_dataset_name
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
-from autoseg.results_layout import model_folder_name
+from autoseg.results_layout import FINAL_CHECKPOINT, MODEL_FOLDER_PATTERN, model_folder_name
 from autoseg.training.job import TRAINER_NAME
 
 DEFAULT_STEP = 0.5
@@ -79,7 +78,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-f", dest="folds", nargs="+", default=None, help="0 1 2 3 4 or all (default: all trained)"
     )
-    group.add_argument("-chk", dest="checkpoint", default=DEFAULT_CHECKPOINT)
+    group.add_argument("-chk", dest="checkpoint", default=FINAL_CHECKPOINT)
 
 
 def _add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,7 +164,7 @@ def _model_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path:
     for candidate in (name, nnunet):
         if (dataset_dir / candidate).is_dir():
             return dataset_dir / candidate
-    found = sorted(p.name for p in dataset_dir.glob("*__*__*") if p.is_dir())
+    found = sorted(p.name for p in dataset_dir.glob(MODEL_FOLDER_PATTERN) if p.is_dir())
     raise AutoSegError(
         f"{dataset_dir / name}: no such model folder (trained here: {', '.join(found) or 'none'})."
         " Fix: train it first, or choose -c/-tr/-p of a trained model."

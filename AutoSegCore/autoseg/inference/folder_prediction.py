@@ -21,11 +21,11 @@ from autoseg.inference.case_files import InputCase, find_input_cases
 from autoseg.inference.model_files import previous_stage_folder
 from autoseg.paths import make_folder
 from autoseg.progress import ProgressCallback
+from autoseg.results_layout import FOLD_PREFIX, MODEL_FILES, fold_of_folder
 
 if TYPE_CHECKING:
     from autoseg.inference.model_folder import ModelFolder
 
-DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 LOWRES_FOLDER = ".lowres"
 ARGS_FILE = "predict_args.json"
 CASES_STAGE = "cases"
@@ -56,9 +56,10 @@ class PredictJob:
 def _first_fold(model_dir: Path, checkpoint: str) -> tuple[str, ...] | None:
     """The lowest numbered fold holding the checkpoint (None: let the model folder explain)."""
     numbered = sorted(
-        int(path.name.removeprefix("fold_"))
-        for path in model_dir.glob("fold_*")
-        if path.name.removeprefix("fold_").isdigit() and (path / checkpoint).is_file()
+        int(fold)
+        for path in model_dir.glob(f"{FOLD_PREFIX}*")
+        for fold in [fold_of_folder(path.name)]
+        if fold is not None and fold.isdigit() and (path / checkpoint).is_file()
     )
     return (str(numbered[0]),) if numbered else None
 
@@ -169,7 +170,7 @@ def write_run_files(job: PredictJob, model: ModelFolder, cases: Sequence[InputCa
     Written atomically: parallel parts (-num_parts) write the same files into one folder.
     """
     make_folder(job.output_dir, OUTPUT_FOLDER)  # a bad -o: one line, before any prediction
-    for name in ("dataset.json", "plans.json"):
+    for name in MODEL_FILES:
         text = (model.path / name).read_text(encoding="utf-8")
         write_json_atomic(job.output_dir / name, json.loads(text))
     if model.is_cascade and job.previous_stage is None:

@@ -31,6 +31,16 @@ from autoseg.interop.nnunet_selection import is_nnunet_information, nnunet_recom
 from autoseg.paths import make_folder
 from autoseg.postprocessing import Postprocessing, apply_postprocessing_folder
 from autoseg.progress import ProgressCallback, no_progress
+from autoseg.results_layout import (
+    DATASET_JSON,
+    FINAL_CHECKPOINT,
+    INFORMATION_FILE,
+    MODEL_FILES,
+    PLANS_FILE,
+    configuration_of,
+    fold_folder_name,
+    is_model_folder_name,
+)
 
 __all__ = [
     "ENSEMBLE_STAGE",
@@ -46,15 +56,10 @@ __all__ = [
     "read_recommendation",
 ]
 
-# The name autoseg.selection_report writes (not imported: it pulls in training code; a test keeps
-# both equal).
-INFORMATION_FILE = "inference_information.json"
 MODELS_DIR = ".models"  # hidden: input scans and later steps skip it
 ENSEMBLE_DIR = "ensemble"
 ENSEMBLE_STAGE = "ensemble"
 POSTPROCESS_STAGE = "postprocess"
-DEFAULT_CHECKPOINT = "checkpoint_final.pth"
-_RUN_FILES = ("dataset.json", "plans.json")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Recommendation:
     @property
     def configurations(self) -> tuple[str, ...]:
         """From the model folder names ``<trainer>__<plans>__<configuration>``."""
-        return tuple(folder.name.split("__")[-1] for folder in self.model_dirs)
+        return tuple(configuration_of(folder.name) for folder in self.model_dirs)
 
     @property
     def is_ensemble(self) -> bool:
@@ -98,9 +103,9 @@ def is_dataset_results_folder(folder: Path) -> bool:
     folder = Path(folder)
     if (folder / INFORMATION_FILE).is_file():
         return True
-    if not folder.is_dir() or (folder / "plans.json").is_file():
+    if not folder.is_dir() or (folder / PLANS_FILE).is_file():
         return False
-    return any(child.is_dir() and len(child.name.split("__")) == 3 for child in folder.iterdir())
+    return any(child.is_dir() and is_model_folder_name(child.name) for child in folder.iterdir())
 
 
 def _dataset_name(folder: Path) -> str:
@@ -156,7 +161,7 @@ def _model_dirs(best: dict[str, Any], folder: Path, file: Path) -> tuple[Path, .
         raise _invalid(file, "'selected_models' must list one model or two to ensemble")
     texts = [model.get("folder") if isinstance(model, dict) else None for model in models]
     dirs = tuple(_inside(folder, file, text, "model folder") for text in texts)
-    if len({d.name.split("__")[-1] for d in dirs}) != len(dirs):
+    if len({configuration_of(d.name) for d in dirs}) != len(dirs):
         raise _invalid(file, f"'selected_models' names one configuration twice ({texts})")
     for model in dirs:
         if not model.is_dir():
@@ -232,7 +237,7 @@ class RecommendedRun:
     input_dir: Path
     output_dir: Path
     folds: tuple[str, ...] | None = None
-    checkpoint: str = DEFAULT_CHECKPOINT
+    checkpoint: str = FINAL_CHECKPOINT
     continue_prediction: bool = False
     num_processes: int = 1
 
@@ -241,8 +246,8 @@ def _check_models(recommendation: Recommendation, folds: tuple[str, ...], checkp
     """Every file each model needs, before anything is predicted (an ensemble would otherwise
     fail only after its first model ran)."""
     for model in recommendation.model_dirs:
-        needed = [model / name for name in _RUN_FILES]
-        needed += [model / f"fold_{fold}" / checkpoint for fold in folds]
+        needed = [model / name for name in MODEL_FILES]
+        needed += [model / fold_folder_name(fold) / checkpoint for fold in folds]
         missing = next((path for path in needed if not path.is_file()), None)
         if missing is not None:
             raise AutoSegError(
@@ -263,7 +268,7 @@ def _check_folders(run: RecommendedRun) -> None:
 def _write_run_files(model_dir: Path, output_dir: Path) -> None:
     """dataset.json and plans.json of the (first) model, as a single-model prediction writes."""
     make_folder(output_dir, "the output folder (-o)")
-    for name in _RUN_FILES:
+    for name in MODEL_FILES:
         data = json.loads((model_dir / name).read_text(encoding="utf-8"))
         write_json_atomic(output_dir / name, data)
 
@@ -282,7 +287,7 @@ class _Work:
 
 def _ensemble(work: _Work, folders: list[Path], progress: ProgressCallback) -> Path:
     # Both AutoSeg's and nnU-Net's plans name the reader/writer at the top level.
-    plans = json.loads((work.recommendation.model_dirs[0] / "plans.json").read_text("utf-8"))
+    plans = json.loads((work.recommendation.model_dirs[0] / PLANS_FILE).read_text("utf-8"))
     target = EnsembleTarget(
         output_dir=work.folder / ENSEMBLE_DIR,
         labels=work.dataset.labels,
@@ -340,7 +345,7 @@ def predict_recommended(
     _check_models(recommendation, folds, run.checkpoint)
     pp_file = recommendation.postprocessing_file
     postprocessing = Postprocessing() if pp_file is None else Postprocessing.load(pp_file)
-    dataset = load_dataset_json(recommendation.model_dirs[0] / "dataset.json")
+    dataset = load_dataset_json(recommendation.model_dirs[0] / DATASET_JSON)
     cases = find_input_cases(run.input_dir, dataset.num_channels, dataset.file_ending)
     folder = run.output_dir / MODELS_DIR
     if not run.continue_prediction and folder.exists():

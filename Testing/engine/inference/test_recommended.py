@@ -114,10 +114,6 @@ def assert_same_labels(first: Path, second: Path) -> None:
         np.testing.assert_array_equal(found[name], array)
 
 
-def test_the_information_file_is_the_one_model_selection_writes() -> None:
-    assert INFORMATION_FILE == selection_report.INFORMATION_FILE
-
-
 def _validate(model: Path, stray: tuple[int, int, int], gt_dir: Path) -> None:
     """Fake validation of FOLDS: the reference of each case plus one false-positive voxel."""
     truth = np.zeros((4, 6, 6), dtype=np.uint8)
