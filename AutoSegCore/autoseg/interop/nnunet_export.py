@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoseg.atomic import atomic_path, json_text
+from autoseg.dataset import DATASET_JSON
 from autoseg.inference.model_folder import ModelFolder
 from autoseg.interop.nnunet_export_checkpoint import (
     nnunet_checkpoint,
@@ -40,12 +41,17 @@ from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, NNUNET_TRAINER
 from autoseg.interop.nnunet_plans_writer import nnunet_plans_json
 from autoseg.interop.nnunet_selection import postprocessing_json_to_nnunet
 from autoseg.model_sharing import ExportOptions, models_to_export
-from autoseg.model_zip_layout import OPTIONAL_MODEL_FILES, REQUIRED_MODEL_FILES
-from autoseg.postprocessing import POSTPROCESSING_FILE, Postprocessing
-from autoseg.results_layout import model_folder_name, split_model_folder_name
-
-PLANS_FILE, DATASET_FILE = REQUIRED_MODEL_FILES
-_CROSSVAL = "crossval_results_folds_*"
+from autoseg.model_zip_layout import OPTIONAL_MODEL_FILES
+from autoseg.postprocessing import Postprocessing
+from autoseg.results_layout import (
+    CROSSVAL_PATTERN,
+    PLANS_FILE,
+    POSTPROCESSING_FILE,
+    fold_folder_name,
+    fold_of_folder,
+    model_folder_name,
+    split_model_folder_name,
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def export_nnunet_model(
     with tempfile.TemporaryDirectory(prefix="autoseg-nnunet-export-") as scratch:
         members: list[_Member] = []
         for model_dir, fold_dirs in models:
-            folds = [d.name.removeprefix("fold_") for d in fold_dirs]
+            folds = [fold_of_folder(d.name) or d.name for d in fold_dirs]
             model = ModelFolder.open(model_dir, folds, options.checkpoint)
             top = f"{source.name}/{exported_folder_name(model)}"
             members += _model_members(model, top, Path(scratch))
@@ -90,7 +96,7 @@ def _model_members(model: ModelFolder, top: str, scratch: Path) -> list[_Member]
     """plans.json, dataset.json, the fingerprint, every fold's checkpoint and post-processing."""
     notes = [model.path / name for name in OPTIONAL_MODEL_FILES if (model.path / name).is_file()]
     members = [
-        _Member(f"{top}/{DATASET_FILE}", path=model.path / DATASET_FILE),
+        _Member(f"{top}/{DATASET_JSON}", path=model.path / DATASET_JSON),
         *(_Member(f"{top}/{file.name}", path=file) for file in notes),
     ]
     if model.origin == NNUNET_ORIGIN:  # nnU-Net's own files, already checked by ModelFolder.open
@@ -107,7 +113,7 @@ def _model_members(model: ModelFolder, top: str, scratch: Path) -> list[_Member]
 
 
 def _fold_member(top: str, model: ModelFolder, fold: str) -> str:
-    return f"{top}/fold_{fold}/{model.checkpoint_name}"
+    return f"{top}/{fold_folder_name(fold)}/{model.checkpoint_name}"
 
 
 def _converted_checkpoint(
@@ -117,7 +123,7 @@ def _converted_checkpoint(
     plans are exported) saved as nnunetv2's checkpoint in the scratch folder."""
     one_fold = ModelFolder.open(model.path, [fold], model.checkpoint_name)
     network = one_fold.load_fold_networks()[0]
-    dataset_json = json.loads((model.path / DATASET_FILE).read_text(encoding="utf-8"))
+    dataset_json = json.loads((model.path / DATASET_JSON).read_text(encoding="utf-8"))
     init_args = {
         "plans": plans,
         "configuration": model.configuration,
@@ -128,7 +134,7 @@ def _converted_checkpoint(
     checkpoint = nnunet_checkpoint(
         network.state_dict(), init_args, NNUNET_TRAINER, one_fold.mirror_axes, source
     )
-    file = scratch / top / f"fold_{fold}" / model.checkpoint_name
+    file = scratch / _fold_member(top, model, fold)
     file.parent.mkdir(parents=True, exist_ok=True)
     save_nnunet_checkpoint(file, checkpoint)
     return _Member(_fold_member(top, model, fold), path=file)
@@ -138,7 +144,7 @@ def _postprocessing_members(model: ModelFolder, top: str, *, translate: bool) ->
     """Each ``crossval_results_folds_*/postprocessing.json`` (nnU-Net's place for it), in
     nnU-Net's schema; nnU-Net's own file is passed on as it is."""
     members = []
-    for file in sorted(model.path.glob(f"{_CROSSVAL}/{POSTPROCESSING_FILE}")):
+    for file in sorted(model.path.glob(f"{CROSSVAL_PATTERN}/{POSTPROCESSING_FILE}")):
         name = f"{top}/{file.parent.name}/{file.name}"
         if not translate:
             members.append(_Member(name, path=file))
