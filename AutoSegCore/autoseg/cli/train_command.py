@@ -21,7 +21,7 @@ from typing import Any
 from autoseg.cli.common import add_progress_arguments, add_root_arguments, roots_from
 from autoseg.errors import AutoSegError
 from autoseg.progress import write_json_event
-from autoseg.training.settings import TrainingSettings, parse_assignment
+from autoseg.training.settings import TrainingSettings, parse_assignment, read_settings_file
 from autoseg.training.stop_request import TrainingStopped
 
 _EPOCH_TRAINER = re.compile(r"^nnUNetTrainer_(\d+)epochs$")
@@ -65,6 +65,17 @@ def register(commands: Any) -> None:
     parser.add_argument("--val_best", action="store_true", help="validate checkpoint_best.pth")
     parser.add_argument("-num_gpus", "--num-gpus", type=int, default=1, help="GPUs (DDP)")
     parser.add_argument("-pretrained_weights", "--pretrained-weights", default=None)
+    parser.add_argument(
+        "--from-model",
+        "--from_model",
+        dest="from_model",
+        default=None,
+        metavar="MODEL_FOLDER",
+        help="fine-tune a trained model (AutoSeg or nnU-Net folder; its fold FOLD, else 'all', else "
+        "0): every weight starts from it, the heads fresh when the dataset adds labels; needs the "
+        "model's plans (plan_and_preprocess --plans-from); default --epochs 10%% of the model's "
+        "(at least 10) and --initial-lr 1e-3",
+    )
     parser.add_argument("--disable_checkpointing", action="store_true")
     parser.add_argument("--settings", default=None, metavar="FILE", help="JSON settings file")
     parser.add_argument(
@@ -98,6 +109,15 @@ def _trainer_settings(trainer: str | None) -> dict[str, Any]:
     )
 
 
+def _flag_settings(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {field: getattr(args, field) for field in _SETTING_FLAGS}
+    if args.disable_checkpointing:
+        flags["save_checkpoints"] = False
+    if getattr(args, "from_model", None):
+        flags["from_model"] = args.from_model
+    return flags
+
+
 def settings_from(args: argparse.Namespace) -> TrainingSettings:
     """Defaults <- settings file <- -tr epoch name <- --set <- explicit flags (last wins)."""
     settings = TrainingSettings()
@@ -105,10 +125,17 @@ def settings_from(args: argparse.Namespace) -> TrainingSettings:
         settings = TrainingSettings.load(args.settings)
     settings = settings.updated(_trainer_settings(args.trainer), "-tr")
     settings = settings.updated(dict(parse_assignment(a) for a in args.assignments), "--set")
-    flags = {field: getattr(args, field) for field in _SETTING_FLAGS}
-    if args.disable_checkpointing:
-        flags["save_checkpoints"] = False
-    return settings.updated(flags, "command line")
+    return settings.updated(_flag_settings(args), "command line")
+
+
+def explicit_settings(args: argparse.Namespace) -> frozenset[str]:
+    """The settings the user chose (file, -tr, --set, flags): defaults such as fine-tuning's
+    schedule must not replace them."""
+    chosen = set(read_settings_file(args.settings)) if args.settings else set()
+    chosen |= set(_trainer_settings(args.trainer))
+    chosen |= {parse_assignment(a)[0] for a in args.assignments}
+    chosen |= {k for k, v in _flag_settings(args).items() if v is not None}
+    return frozenset(chosen)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -121,6 +148,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         folds=tuple(args.folds),
         plans_name=args.plans,
         settings=settings_from(args),
+        explicit_settings=explicit_settings(args),
         roots=roots_from(args, env),
         resume=args.resume,
         validation_only=args.val or args.val_best,

@@ -22,6 +22,7 @@ from autoseg.training.run_log import Mirror
 from autoseg.training.settings import TrainingSettings
 from autoseg.training.stop_request import TrainingStopped
 from autoseg.training.validation import validation_dice
+from autoseg.training.warm_start import with_fine_tuning
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,17 @@ class TrainRequest:
     echo: TextIO | None = None
     command: str = "autoseg train"
     mirror: Mirror | None = None
+    # Settings the user gave (flags, --set, settings file): fine-tuning defaults leave them alone.
+    explicit_settings: frozenset[str] = frozenset()
 
 
 def build_job(request: TrainRequest, fold: int | str) -> TrainingJob:
-    """Resolve dataset, plans and folders for one fold; every mistake is a one-line error."""
-    return resolve_job(
+    """Resolve dataset, plans and folders for one fold; every mistake is a one-line error.
+
+    A warm start (settings.from_model) is checked here, before any fold trains, and gets the
+    fine-tuning schedule unless the user chose epochs or learning rate (a continued one: its own).
+    """
+    job = resolve_job(
         request.dataset,
         request.configuration,
         fold,
@@ -55,6 +62,9 @@ def build_job(request: TrainRequest, fold: int | str) -> TrainingJob:
         request.settings,
         plans_name=request.plans_name,
     )
+    if request.validation_only:
+        return job
+    return with_fine_tuning(job, request.explicit_settings, resume=request.resume)
 
 
 def _options(request: TrainRequest) -> RunOptions:
