@@ -18,6 +18,7 @@ _SOURCE_CORE = Path(__file__).resolve().parent.parent / "AutoSegCore"
 if (_SOURCE_CORE / "AutoSegCoreLib").is_dir() and str(_SOURCE_CORE) not in sys.path:
     sys.path.append(str(_SOURCE_CORE))
 
+import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
@@ -30,6 +31,7 @@ from AutoSegCoreLib.extension_info import (
 )
 
 UNSUPPORTED = unsupported_reason()
+_ICONS = Path(__file__).resolve().parent / "Resources" / "Icons"
 
 
 class AutoSegTrain(ScriptedLoadableModule):
@@ -47,16 +49,33 @@ class AutoSegTrain(ScriptedLoadableModule):
             "processes, with live progress. Segment names become the dataset's labels; every "
             "case keeps its volume's geometry. Cancel saves the latest checkpoint, and an "
             "interrupted fold resumes where it stopped. Needs 3D Slicer 5.10 or newer."
+            "<br><br>The annotation loop, tried without data: Sample Data > AutoSeg > AutoSeg "
+            "synthetic CT loads a synthetic volume with its segmentation (organ, lesion). "
+            "Create a dataset (channel CT), add the case, load two more samples and add them, then "
+            "train (fold all, a few epochs on a CPU). Segment another sample with AutoSeg "
+            "Predict, correct the result in the Segment Editor and add it as a case; a case in the "
+            "list can be loaded, corrected and saved back, or removed (its files go to removed/). "
+            "Train again: the engine notices added, edited and removed cases and preprocesses "
+            "again what they changed."
         )
         self.parent.helpText = help_text(summary, UNSUPPORTED)
         self.parent.acknowledgementText = _(
             "AutoSeg implements the nnU-Net v2 method (Isensee et al., Nature Methods 2021)."
         )
+        if not UNSUPPORTED:  # Sample Data gets the synthetic demo volume once Slicer has started
+            slicer.app.connect("startupCompleted()", _registerSampleData)
+
+
+def _registerSampleData() -> None:
+    """Adds the synthetic demo volume to Sample Data (``register_sample_data`` is imported below,
+    only in a supported Slicer)."""
+    register_sample_data(_ICONS / "AutoSegTrain.png")
 
 
 if UNSUPPORTED:
     AutoSegTrainWidget, AutoSegTrainTest = unsupported_classes("AutoSegTrain", UNSUPPORTED)
 else:
+    from AutoSegTrainLib.sample_data import register_sample_data
     from AutoSegTrainLib.train_panel import (
         AutoSegTrainLogic,
         AutoSegTrainParameterNode,

@@ -33,6 +33,9 @@ from AutoSegCoreLib.device_detection import (
 )
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
+from AutoSegTrainLib.case_list_panel import CaseListPanel
+from AutoSegTrainLib.gpu_advice import gpu_memory_advice
+from AutoSegTrainLib.model_export import EXPORT_FORMATS, default_zip_name, export_step
 from AutoSegTrainLib.progress_table import COLUMNS, fold_status_rows, step_row
 from AutoSegTrainLib.training_plan import VERIFY_KEY, request_from_choices, verify_step
 from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
@@ -54,6 +57,7 @@ class AutoSegTrainParameterNode:
     iterationsPerEpoch: Annotated[int, WithinRange(1, 100000)] = 250
     gpus: str = ""
     runFindBest: bool = True
+    gpuMemoryTarget: Annotated[float, WithinRange(0, 1024)] = 0.0
 
 
 class AutoSegTrainLogic(ScriptedLoadableModuleLogic):
@@ -76,6 +80,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run: TrainingRun | None = None
         self._plotModified = 0.0
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
+        self._deviceInfo: DeviceInfo | None = None
         self._timer = qt.QTimer()
 
     def setup(self) -> None:
@@ -94,6 +99,11 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsRootPathLineEdit.currentPath = str(self.preferences.results_folder)
         self.ui.stepsTableWidget.setColumnCount(len(COLUMNS))
         self.ui.stepsTableWidget.setHorizontalHeaderLabels(list(COLUMNS))
+        self._cases = CaseListPanel(
+            self.ui, self._onCasesChanged, self._showStatus, self.updateButtons
+        )
+        for label, formatName in EXPORT_FORMATS.items():
+            self.ui.exportFormatComboBox.addItem(label, formatName)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -111,6 +121,9 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.verifyButton.connect("clicked(bool)", self.onVerify)
         self.ui.startTrainingButton.connect("clicked(bool)", self.onStartTraining)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
+        self.ui.exportModelButton.connect("clicked(bool)", self.onExportModel)
+        self.ui.trainDeviceComboBox.connect("currentIndexChanged(int)", self._showGpuAdvice)
+        self.ui.gpuMemoryTargetSpinBox.connect("valueChanged(double)", self._showGpuAdvice)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
@@ -140,6 +153,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        self._cases.forget()
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -213,9 +227,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 n=len(self._dataset.case_ids), c=", ".join(self._dataset.channel_names), l=labels
             )
         self._channels.set_channels(self._dataset.channel_names if self._dataset else ())
-        self.ui.caseListWidget.clear()
-        for caseId in self._dataset.case_ids if self._dataset else ():
-            self.ui.caseListWidget.addItem(caseId)
+        self._cases.show(self._dataset)
         if self._run is None:
             self._showFoldStatuses()
         self.updateButtons()
@@ -236,6 +248,13 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
 
     # Cases -------------------------------------------------------------------------------------
+
+    def _onCasesChanged(self, info: DatasetInfo) -> None:
+        self._dataset = info
+        self.refreshDatasets()
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.trainingStatusLabel.text = text
 
     def onAddCase(self) -> None:
         volumes = self._channels.volumes()
@@ -284,6 +303,21 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.stepsTableWidget.setRowCount(len(steps))
         self.updateButtons()
 
+    def onExportModel(self) -> None:
+        formatName = self.ui.exportFormatComboBox.currentData or "autoseg"
+        dataset = self._dataset.folder.name
+        path = qt.QFileDialog.getSaveFileName(
+            None,
+            _("Export model"),
+            str(Path.home() / default_zip_name(dataset, formatName)),
+            _("Zip files (*.zip)"),
+        )
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not export the model.")):
+            results = self.preferences.results_folder
+            self._startRun([export_step(dataset, Path(path), results, format_name=formatName)])
+
     def onCancelTraining(self) -> None:
         if self._run is not None:
             self._run.cancel()  # returns at once; the processes save a checkpoint and end
@@ -297,6 +331,9 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         snapshot = run.tick() if run is not None else None
         if snapshot is not None:
             self._showSnapshot(snapshot)
+            lines = run.take_log()
+            if lines:
+                self.ui.logTextEdit.appendPlainText("\n".join(lines))
         if snapshot is not None and snapshot.finished:
             self._run = None
             self.updateButtons()
@@ -320,12 +357,19 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressPlotLabel.setPixmap(pixmap.scaledToWidth(400))
 
     def _fillDevices(self, info: DeviceInfo | None) -> None:
+        self._deviceInfo = info
         combo = self.ui.trainDeviceComboBox
         combo.clear()
         for label, device in device_choices(info, per_gpu=False):
             combo.addItem(label, device)
         if info is not None:
             combo.toolTip = info.summary()
+        self._showGpuAdvice()
+
+    def _showGpuAdvice(self, *_args) -> None:
+        device = self.ui.trainDeviceComboBox.currentData or "auto"
+        target = self.ui.gpuMemoryTargetSpinBox.value or None
+        self.ui.gpuAdviceLabel.text = gpu_memory_advice(self._deviceInfo, device, target)
 
     def updateButtons(self, *_args) -> None:
         running = self._run is not None
@@ -339,3 +383,5 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.startTrainingButton.enabled = hasDataset and not running
         self.ui.cancelTrainingButton.enabled = running
         self.ui.createDatasetButton.enabled = not running
+        self.ui.exportModelButton.enabled = hasDataset and not running
+        self._cases.updateButtons(idle=not running)

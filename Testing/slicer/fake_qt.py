@@ -21,7 +21,7 @@ from Testing.slicer_api.standins import StrictModule
 TESTS_FOLDER = Path(__file__).resolve().parent
 _QOBJECT = {"connect", "blockSignals"}  # every stand-in
 _QWIDGET = {"enabled", "toolTip", "layout"}  # every stand-in of a widget
-_NOT_WIDGETS = {"QTimer"}
+_NOT_WIDGETS = {"QTimer", "qSlicerApplication"}
 # Members (properties, methods, "signals(...)") each stand-in implements.
 _MEMBERS = {
     "qMRMLWidget": {"setMRMLScene"},
@@ -32,6 +32,7 @@ _MEMBERS = {
     "QCheckBox": {"text", "checked", "toggled(bool)"},
     "QLineEdit": {"text", "textChanged(QString)"},
     "QSpinBox": {"value", "valueChanged(int)"},
+    "QDoubleSpinBox": {"value", "valueChanged(double)"},
     "ctkPathLineEdit": {"currentPath", "currentPathChanged(QString)"},
     "QComboBox": {
         "currentIndex",
@@ -45,13 +46,14 @@ _MEMBERS = {
     | {"setCurrentIndex", "currentIndexChanged(int)"},
     "QListWidget": {"addItem", "clear", "count"},
     "QTableWidget": {"setRowCount", "setColumnCount", "setHorizontalHeaderLabels", "setItem"}
-    | {"item"},
+    | {"item", "currentRow", "setCurrentCell"},
     "QProgressBar": {"setRange", "setValue", "value", "minimum", "maximum"},
     "QPlainTextEdit": {"appendPlainText", "clear", "plainText", "readOnly", "setMaximumBlockCount"},
     "qMRMLNodeComboBox": {"currentNode", "setCurrentNode", "setMRMLScene", "nodeTypes"}
     | {"showChildNodeTypes", "addEnabled", "removeEnabled", "noneEnabled"}
     | {"currentNodeChanged(vtkMRMLNode*)"},
     "QTimer": {"setInterval", "start", "stop", "timeout()"},
+    "qSlicerApplication": {"cachePath", "startupCompleted()"},  # slicer.app
 }
 
 
@@ -97,6 +99,7 @@ _SIGNAL_OF = {
     "value": "valueChanged(int)",
     "text": "textChanged(QString)",
 }
+_CLASS_SIGNAL_OF = {("QDoubleSpinBox", "value"): "valueChanged(double)"}
 _DEFAULTS = {"text": "", "toolTip": "", "enabled": True, "checked": False, "value": 0}
 _DEFAULTS |= {"currentPath": "", "currentIndex": -1, "nodeTypes": [], "minimum": 0, "maximum": 100}
 _DEFAULTS |= {"plainText": "", "readOnly": False}
@@ -138,9 +141,10 @@ class FakeQObject:
             raise _missing(self._cls, name)
         old = self.__dict__.get(name)
         object.__setattr__(self, name, value)
-        if value != old and _SIGNAL_OF.get(name) in _MEMBERS[self._cls]:
+        signal = _CLASS_SIGNAL_OF.get((self._cls, name), _SIGNAL_OF.get(name))
+        if value != old and signal in _MEMBERS[self._cls]:
             self._sync(value)
-            self._emit(_SIGNAL_OF[name], value)
+            self._emit(signal, value)
 
     def connect(self, signal: str, slot: typing.Callable) -> None:
         assert signal in _REAL[self._cls][1], f"{self._cls} has no signal {signal} in Slicer"
@@ -229,6 +233,13 @@ class FakeQObject:
 
     def item(self, row: int, column: int) -> FakeTableItem | None:
         return self._cells.get((row, column))
+
+    def currentRow(self) -> int:
+        row = getattr(self, "_currentRow", -1)
+        return row if row < self._rows else -1
+
+    def setCurrentCell(self, row: int, column: int) -> None:
+        self._currentRow = row if 0 <= row < self._rows and 0 <= column < self._columns else -1
 
     def setPixmap(self, pixmap: FakePixmap) -> None:
         self._pixmap = pixmap
@@ -323,6 +334,7 @@ def load_ui(path: str) -> FakeQObject:
                 text = value.text or ""
                 parsed = text == "true" if value.tag == "bool" else text
                 parsed = int(text) if value.tag == "number" else parsed
+                parsed = float(text) if value.tag == "double" else parsed
                 object.__setattr__(widget, name, parsed)
         layout = element.find("layout")
         widget._layout = FakeLayout(layout.get("class")) if layout is not None else None

@@ -104,7 +104,8 @@ def _show(widget: FakeQObject, value: typing.Any) -> None:
     elif widget._cls == "ctkPathLineEdit":
         widget.currentPath = str(value)
     else:
-        prop = {"QCheckBox": "checked", "QLineEdit": "text", "QSpinBox": "value"}[widget._cls]
+        prop = {"QCheckBox": "checked", "QLineEdit": "text", "QSpinBox": "value"}
+        prop = {**prop, "QDoubleSpinBox": "value"}[widget._cls]
         setattr(widget, prop, value)
 
 
@@ -183,6 +184,7 @@ class FakeSlicer:
         self.install_checks: list[tuple[str, Path | None]] = []
         self.device_probes: list[str] = []
         self.open_file = ""
+        self.save_file = ""
         self.widgets: list = []
         self.module_files: dict[str, str] = {}
 

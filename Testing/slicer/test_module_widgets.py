@@ -42,8 +42,9 @@ from Testing.slicer.fake_slicer import (
     scripted_module,
 )
 from Testing.slicer.synthetic_scenario import add_synthetic_case
-from Testing.slicer_api.standins import common_slicer_module
+from Testing.slicer_api.standins import common_slicer_module, sample_data_module
 
+from autoseg.errors import AutoSegError
 from AutoSegCoreLib.preferences import KEYS
 from AutoSegPredictLib.model_catalog import describe_model
 from AutoSegPredictLib.predict_logic import PredictionUpdate
@@ -59,7 +60,11 @@ def app(scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         value=lambda key, default=None: fake.settings.get(key, default),
         setValue=fake.settings.__setitem__,
     )
-    file_dialog = qt_standin("QFileDialog", getOpenFileName=lambda *args: fake.open_file)
+    file_dialog = qt_standin(
+        "QFileDialog",
+        getOpenFileName=lambda *args: fake.open_file,
+        getSaveFileName=lambda *args: fake.save_file,
+    )
     qt = qt_module(
         QTimer=lambda: FakeQObject("QTimer"),
         QSettings=lambda: store,
@@ -91,6 +96,9 @@ def app(scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # Only what Slicer 5.10 and 5.12 both have; the rest of slicer-core's (5.13) util is hidden.
     strict_util = common_slicer_module("slicer.util", util, fallback=slicer.util)
     monkeypatch.setattr(slicer, "util", strict_util)
+    application = FakeQObject("qSlicerApplication")
+    application.cachePath = str(tmp_path / "cache")
+    monkeypatch.setattr(slicer, "app", application, raising=False)
     combo = functools.partial(FakeQObject, "qMRMLNodeComboBox")
     monkeypatch.setattr(slicer, "qMRMLNodeComboBox", combo, raising=False)
     yield fake
@@ -141,6 +149,9 @@ class StubRun:
         assert key in [s.key for s in self.steps], key
         return [f"{key}: no problems"]
 
+    def take_log(self) -> list[str]:
+        return [f"[{self.steps[0].label}] tick {self.ticks}"]
+
 
 def _train_widget_with_a_case(app: FakeSlicer, scene: typing.Any, tmp_path: Path) -> typing.Any:
     """A dataset created and a case added through the GUI, checking each step."""
@@ -171,8 +182,10 @@ def _train_widget_with_a_case(app: FakeSlicer, scene: typing.Any, tmp_path: Path
     assert widget._parameterNode.segmentation is segmentation  # the GUI reaches the node
     click(ui.addCaseButton)
     assert app.dialogs == [("ok?", "Add these labels to the dataset?\norgan\nlesion")]
-    assert ui.caseListWidget.count == 1
-    case = ui.caseListWidget._items[0][0]
+    ((case, channels, size, spacing, present),) = cells(ui.caseTableWidget)
+    assert (channels, present) == ("1", "organ, lesion")
+    assert size == "20 x 24 x 16"
+    assert spacing == "0.9 x 0.8 x 1.6"
     assert (folder / "imagesTr" / f"{case}_0000.nii.gz").is_file()
     assert (folder / "labelsTr" / f"{case}.nii.gz").is_file()
     assert ui.trainingStatusLabel.text == f"Added case {case}."
@@ -224,6 +237,83 @@ def test_train_widget_creates_a_dataset_adds_a_case_and_runs(app, scene, tmp_pat
     assert app.settings[KEYS["raw_folder"]] == str(tmp_path / "other")
     assert ui.datasetComboBox.count == 0
     assert not ui.startTrainingButton.enabled
+
+
+def test_train_case_list_loads_saves_and_removes_cases(app, scene, tmp_path) -> None:
+    widget = _train_widget_with_a_case(app, scene, tmp_path)
+    ui = widget.ui
+    dataset = widget._dataset.folder
+    ((case, *_),) = cells(ui.caseTableWidget)
+    assert not ui.saveCaseButton.enabled  # nothing loaded yet
+    click(ui.loadCaseButton)
+    assert isinstance(app.pop_error(), AutoSegError)  # no row selected: one clear message
+    ui.caseTableWidget.setCurrentCell(0, 0)
+    click(ui.loadCaseButton)
+    (volume,) = [n for n in scene.GetNodesByName(case) if n.IsA("vtkMRMLScalarVolumeNode")]
+    assert app.layers[-1] == {"background": volume, "fit": True}
+    segmentation = scene.GetFirstNodeByName(f"{case} segmentation")
+    segments = segmentation.GetSegmentation()
+    segments.RemoveSegment(segments.GetSegmentIdBySegmentName("lesion"))
+    click(ui.saveCaseButton)
+    assert ui.trainingStatusLabel.text == f"Saved case {case}."
+    assert cells(ui.caseTableWidget)[0][4] == "organ"
+    assert (dataset / "removed" / "labelsTr" / f"{case}.nii.gz").is_file()
+    ui.caseTableWidget.setCurrentCell(0, 0)
+    click(ui.removeCaseButton)
+    assert app.dialogs[-1][0] == "ok?"
+    assert f"Remove case {case} from the dataset?" in app.dialogs[-1][1]
+    assert cells(ui.caseTableWidget) == []
+    assert not ui.loadCaseButton.enabled
+    assert not ui.saveCaseButton.enabled  # the loaded case is gone
+    assert (dataset / "removed" / "imagesTr" / f"{case}_0000.nii.gz").is_file()
+    assert ui.datasetInfoLabel.text.startswith("0 cases.")
+
+
+def test_train_export_log_and_gpu_memory_target(app, scene, tmp_path) -> None:
+    widget = _train_widget_with_a_case(app, scene, tmp_path)
+    ui = widget.ui
+    tick(widget)  # the device probe answered: a GPU whose memory it did not say
+    assert ui.gpuAdviceLabel.text == "GPU memory unknown; plans are made for 8 GB."
+    ui.gpuMemoryTargetSpinBox.value = 5.5
+    assert widget._parameterNode.gpuMemoryTarget == 5.5
+    assert ui.gpuAdviceLabel.text == "GPU memory unknown; plans are made for 5.5 GB."
+    assert [item[1] for item in ui.exportFormatComboBox._items] == ["autoseg", "nnunet"]
+    ui.exportFormatComboBox.setCurrentIndex(1)
+    click(ui.exportModelButton)  # the file dialog was cancelled
+    assert widget._run is None
+    app.save_file = str(tmp_path / "liver.zip")
+    click(ui.exportModelButton)
+    (step,) = StubRun.latest.steps
+    assert step.key == "export"
+    assert step.args[:7] == (
+        "export_model", "-d", widget._dataset.folder.name, "-o", app.save_file, "--format", "nnunet"
+    )  # fmt: skip
+    tick(widget)
+    tick(widget)
+    label = step.label
+    assert ui.logTextEdit.plainText == f"[{label}] tick 1\n[{label}] tick 2"
+    click(ui.startTrainingButton)
+    plan = StubRun.latest.steps[0]
+    assert plan.args[plan.args.index("--gpu-memory-target") + 1] == "5.5"
+
+
+def test_the_demo_volume_is_offered_in_sample_data(app, scene, tmp_path) -> None:
+    module = app.load("AutoSegTrain")
+    registered = []
+    app.monkeypatch.setitem(
+        sys.modules, "SampleData", sample_data_module(lambda **kw: registered.append(kw))
+    )
+    module.AutoSegTrain(types.SimpleNamespace())
+    assert registered == []  # only once Slicer has started
+    slicer.app._emit("startupCompleted()")
+    ((source,),) = [[r] for r in registered]
+    assert (source["category"], source["sampleName"]) == ("AutoSeg", "AutoSeg synthetic CT")
+    assert Path(source["thumbnailFileName"]).is_file()
+    loaded = source["customDownloader"](None)
+    assert loaded.volumes[0].GetScene() is scene
+    segments = loaded.segmentation.GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(2)] == ["organ", "lesion"]
+    assert (tmp_path / "cache" / "AutoSeg" / "Dataset990_AutoSegDemo" / "dataset.json").is_file()
 
 
 def _predict_test_helpers() -> types.ModuleType:

@@ -141,3 +141,19 @@ def pytorch_utils_module(implementations: dict[str, Callable]) -> types.ModuleTy
     module = types.ModuleType("PyTorchUtils")
     module.PyTorchUtilsLogic = type("PyTorchUtilsLogic", (), members)
     return module
+
+
+def sample_data_module(register: Callable) -> types.ModuleType:
+    """``SampleData`` whose ``SampleDataLogic.registerCustomSampleDataSource`` is ``register``,
+    checked against the real static method's parameters in every supported Slicer."""
+    name = "registerCustomSampleDataSource"
+    specs = []
+    for api in supported():
+        logic = api.script_class("SampleData", "SampleDataLogic")
+        assert logic is not None, f"no SampleDataLogic in Slicer {api.tag}"
+        assert name in logic["methods"], f"no {name} in Slicer {api.tag}"
+        specs.append(logic["methods"][name])
+    method = staticmethod(checked(register, specs, f"SampleDataLogic.{name}"))
+    module = types.ModuleType("SampleData")
+    module.SampleDataLogic = type("SampleDataLogic", (), {name: method})
+    return module
