@@ -9,11 +9,13 @@ import sys
 import time
 
 import pytest
+from Testing.engine.training.conftest import tiny_job
+from Testing.engine.training.test_warm_start import make_model_folder
 
 from autoseg.checkpoint import FINAL, LATEST, load_checkpoint
 from autoseg.cli import build_parser, main
-from autoseg.cli.train_command import settings_from, torchrun_env
-from autoseg.cli.train_launch import TrainRequest, launch
+from autoseg.cli.train_command import explicit_settings, settings_from, torchrun_env
+from autoseg.cli.train_launch import TrainRequest, build_job, launch
 from autoseg.training.fold_lock import LOCK_FILE
 from autoseg.training.settings import TrainingSettings
 from autoseg.training.stop_request import STOP_REQUEST_FILE
@@ -299,3 +301,55 @@ def test_a_second_run_of_a_fold_is_refused_and_a_stop_request_ends_the_first(
     assert load_checkpoint(fold / LATEST)["current_epoch"] == lines[-1]["next_epoch"]
     assert not (fold / LOCK_FILE).exists()
     assert not (fold / STOP_REQUEST_FILE).exists()
+
+
+def test_from_model_is_a_setting_and_explicit_choices_are_known(tmp_path) -> None:
+    settings_file = tmp_path / "variant.json"
+    settings_file.write_text(json.dumps({"weight_decay": 1e-4}))
+    argv = ("--from-model", "M", "--set", "initial_lr=0.02", "--settings", str(settings_file))
+    args = _args(*argv, "-tr", "nnUNetTrainer_5epochs")
+    assert settings_from(args).from_model == "M"
+    chosen = explicit_settings(args)
+    assert {"from_model", "initial_lr", "weight_decay", "epochs"} <= chosen
+    assert "seed" not in explicit_settings(_args("--from-model", "M"))
+
+
+def _warm_request(roots, model, *argv: str) -> TrainRequest:
+    args = _args("--from-model", str(model), *argv)
+    return TrainRequest(
+        dataset="901",
+        configuration="3d_fullres",
+        folds=("0",),
+        plans_name=None,
+        settings=settings_from(args),
+        roots=roots,
+        explicit_settings=explicit_settings(args),
+    )
+
+
+def test_from_model_gets_the_fine_tuning_schedule_unless_chosen(tiny_preprocessed, tmp_path):
+    model = make_model_folder(tiny_job(tiny_preprocessed, tmp_path / "model"), epochs=400)
+    job = build_job(_warm_request(tiny_preprocessed, model), 0)
+    assert (job.settings.epochs, job.settings.initial_lr) == (40, 1e-3)
+    job = build_job(_warm_request(tiny_preprocessed, model, "--epochs", "3"), 0)
+    assert (job.settings.epochs, job.settings.initial_lr) == (3, 1e-3)
+
+
+def test_from_model_refusals_are_one_line(tiny_preprocessed, tmp_path, capsys) -> None:
+    model = make_model_folder(tiny_job(tiny_preprocessed, tmp_path / "model"))
+    plans = json.loads((model / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["patch_size"] = [8, 32, 32]
+    (model / "plans.json").write_text(json.dumps(plans))
+    roots = tiny_preprocessed
+    code = main(
+        [
+            *("train", "901", "3d_fullres", "0", "--from-model", str(model)),
+            *("--preprocessed", str(roots.preprocessed), "--results", str(tmp_path / "results")),
+            *("--raw", str(roots.raw)),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "--plans-from" in err
+    assert not (tmp_path / "results").exists()  # refused before anything was written
