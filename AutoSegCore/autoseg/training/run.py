@@ -28,6 +28,7 @@ from autoseg.model_listing import record_fold_cases
 from autoseg.network import describe_network
 from autoseg.out_of_memory import OUT_OF_MEMORY, TRAINING_ADVICE, is_out_of_memory, out_of_memory
 from autoseg.preprocessing.storage import case_ids
+from autoseg.training.comparison import compare_after_warm_start
 from autoseg.training.distributed import DistributedContext
 from autoseg.training.fold_lock import acquire_fold_lock
 from autoseg.training.history import TrainingHistory
@@ -294,6 +295,8 @@ def _train(
             parts.close()
         setup = ValidationSetup(parts.device, parts.mirror_axes, options.save_npz)
         summary = _stoppable_validation(job, parts.model, split[1], setup, dist, control)
+        if summary is not None:  # a warm start: the new model against the one it started from
+            compare_after_warm_start(job, parts.model, split[1], setup, log)
     _log_end(log, summary, job)
     return summary
 
