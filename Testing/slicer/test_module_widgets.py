@@ -306,7 +306,7 @@ def test_the_demo_volume_is_offered_in_sample_data(app, scene, tmp_path) -> None
     module.AutoSegTrain(types.SimpleNamespace())
     assert registered == []  # only once Slicer has started
     slicer.app._emit("startupCompleted()")
-    ((source,),) = [[r] for r in registered]
+    (source,) = registered
     assert (source["category"], source["sampleName"]) == ("AutoSeg", "AutoSeg synthetic CT")
     assert Path(source["thumbnailFileName"]).is_file()
     loaded = source["customDownloader"](None)

@@ -8,6 +8,7 @@ file) must work here with neither.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from AutoSegCoreLib.synthetic_cases import (
     demo_dataset,
     end_to_end_skip_reason,
     load_demo_case,
+    train_demo_model,
 )
 from AutoSegCoreLib.volume_io import VolumeError
 
@@ -86,3 +88,12 @@ def test_a_case_whose_files_disagree_leaves_nothing_in_the_scene(scene, tmp_path
 def test_the_end_to_end_part_is_skipped_only_without_torch() -> None:
     reason = end_to_end_skip_reason()
     assert (reason == "") is (importlib.util.find_spec("torch") is not None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(end_to_end_skip_reason() != "", reason="needs torch")
+def test_a_tiny_demo_model_trains_through_the_command_line(tmp_path: Path) -> None:
+    """What the Predict self-test trains in Slicer before it segments a demo volume."""
+    model = train_demo_model(tmp_path / "cache", tmp_path, sys.executable)
+    assert model.name == "AutoSegTrainer__AutoSegPlans__3d_fullres"
+    assert (model / "fold_all" / "checkpoint_final.pth").is_file()
