@@ -16,7 +16,7 @@ from pathlib import Path
 import slicer
 
 from AutoSegCoreLib.segmentation_import import import_label_file
-from AutoSegCoreLib.volume_io import check_same_grid, read_volume_file
+from AutoSegCoreLib.volume_io import VolumeError, check_same_grid, read_volume_file
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ def load_case(
 
     Nothing is left in the scene when a file cannot be read or lies on another grid.
     """
+    if not image_files:
+        raise VolumeError(f"case {name}: no image file to load. Check the dataset's imagesTr.")
     volumes: list[slicer.vtkMRMLScalarVolumeNode] = []
     try:
         for index, path in enumerate(image_files):

@@ -82,6 +82,8 @@ def test_a_case_whose_files_disagree_leaves_nothing_in_the_scene(scene, tmp_path
         load_case(images, None, LABELS, name="mixed")
     with pytest.raises(VolumeError, match="does not lie on the voxel grid"):
         load_case(images[:1], label, LABELS, name="mixed")
+    with pytest.raises(VolumeError, match="case empty: no image file"):
+        load_case([], label, LABELS, name="empty")
     assert scene.GetNumberOfNodes() == count
 
 
