@@ -8,6 +8,9 @@ exported back to the input's array order, shape and geometry.
 Memory stays bounded by one case: logits are float32 on the CPU (the sliding window returns them
 there), one running sum is kept across folds and each fold's logits are freed as soon as they are
 added. On CPUs with native bf16 the networks run under bf16 autocast (``precision="auto"``).
+
+The network itself runs in a backend (``backend``: torch, or a CPU runtime such as OpenVINO, see
+``autoseg.inference.backends``); everything around it is the same for all backends.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import torch
 from autoseg.case_checks import CaseRules, load_images
 from autoseg.errors import AutoSegError
 from autoseg.image_io import Geometry, ImageReaderWriter, choose_reader_writer
+from autoseg.inference.backends.base import AUTO, check_backend
+from autoseg.inference.backends.model_cache import (
+    CACHE_FOLDER_NAME,
+    cache_folders_for,
+    user_cache_root,
+)
+from autoseg.inference.backends.selection import build_backends, resolve_backend
 from autoseg.inference.export import (
     logits_to_probabilities,
     logits_to_segmentation,
@@ -30,13 +40,7 @@ from autoseg.inference.export import (
     write_segmentation,
 )
 from autoseg.inference.model_folder import ModelFolder
-from autoseg.inference.precision import (
-    Network,
-    check_precision,
-    in_cpu_bf16,
-    resolve_device,
-    uses_cpu_bf16,
-)
+from autoseg.inference.precision import Network, check_precision, resolve_device
 from autoseg.inference.sliding_window import PROGRESS_STAGE, SlidingWindowSpec, predict_logits
 from autoseg.preprocessing.case import CaseRecipe, preprocess_case
 from autoseg.progress import ProgressCallback, no_progress
@@ -56,6 +60,8 @@ class PredictionOptions:
         save_probabilities: also return (and write, for files) per-class probabilities.
         tile_batch_size: tiles per network call; None = 16 for 2D on CUDA, else 1.
         precision: "auto" (bf16 on CPUs that have it natively) or "fp32".
+        backend: what runs the network: "auto" (OpenVINO on the CPU when installed, else
+            torch), "torch", "openvino" or "onnxruntime" (CPU runtimes, ``autoseg[cpu]``).
     """
 
     step: float = 0.5
@@ -64,6 +70,7 @@ class PredictionOptions:
     save_probabilities: bool = False
     tile_batch_size: int | None = None
     precision: str = "auto"
+    backend: str = AUTO
 
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
@@ -75,6 +82,7 @@ class PredictionOptions:
                 f"tile_batch_size {self.tile_batch_size} < 1. Fix: use 1 or more, or None."
             )
         check_precision(self.precision)
+        check_backend(self.backend)
 
 
 @dataclass
@@ -130,8 +138,15 @@ class Predictor:
         for network in networks:
             if isinstance(network, torch.nn.Module):
                 network.eval()  # a bf16 wrapper hides the module from the sliding window's eval()
-        wrap = uses_cpu_bf16(options.precision, self.device)
-        self.networks = [in_cpu_bf16(n) if wrap else n for n in networks]
+        self.backend = resolve_backend(options.backend, self.device)
+        self.networks, self.backend_description = build_backends(
+            self.backend,
+            networks,
+            options.precision,
+            self.device,
+            (1, model.num_input_channels, *model.config.patch_size),
+            self._cache_folders(len(networks)),
+        )
         self.progress = progress or no_progress
         self.recipe = CaseRecipe.from_plans(model.plans, model.configuration, labels=None)
         self.spec = SlidingWindowSpec(
@@ -161,6 +176,13 @@ class Predictor:
             folder = ModelFolder.open(folder.path, folds, folder.checkpoint_name)
         device = resolve_device(options.device)
         return cls(folder, folder.load_fold_networks(device), options, device, progress)
+
+    def _cache_folders(self, count: int) -> list[tuple[Path, ...]]:
+        """Per network, where a runtime may cache its conversion: beside the fold's checkpoint."""
+        if count == len(self.model.folds):
+            return [cache_folders_for(self.model.checkpoint_file(f)) for f in self.model.folds]
+        unnamed = user_cache_root() / CACHE_FOLDER_NAME / "networks"  # networks of no fold
+        return [(unnamed / str(index),) for index in range(count)]
 
     def _tile_batch_size(self) -> int:
         if self.options.tile_batch_size is not None:

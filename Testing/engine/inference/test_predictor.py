@@ -78,6 +78,7 @@ def _with_cascade(plans: dict[str, Any]) -> None:
 
 def _predictor(folder: Path, folds=None, **options: Any) -> Predictor:
     settings = {"device": "cpu", "mirror_tta": False, "precision": "fp32", **options}
+    settings.setdefault("backend", "torch")  # these tests look at the torch module itself
     return Predictor.from_model_folder(folder, PredictionOptions(**settings), folds)
 
 
