@@ -166,7 +166,8 @@ def test_the_engine_redoes_the_saved_case(scene, tmp_path: Path, channel, redone
     """What the Train button runs after a save: planning sees the change, preprocessing redoes it.
 
     MR (z-score per image): only the saved case. CT: every case, because CT normalization uses
-    the dataset's foreground intensity statistics, which the edited label changed.
+    the dataset's foreground intensity statistics, which the edited label changed. A removed
+    case's preprocessed copy is deleted.
     """
     info = dataset_with_cases(tmp_path, channel=channel)
     folders = ["--raw", str(info.folder.parent), "--preprocessed", str(tmp_path / "pre")]
@@ -182,3 +183,8 @@ def test_the_engine_redoes_the_saved_case(scene, tmp_path: Path, channel, redone
     line = f"redoing {redone} whose raw files or preprocessing settings changed"
     (found,) = [row for row in text.splitlines() if line in row]
     assert "Cases_003" in found
+    remove_case(info, "Cases_001")
+    output = subprocess.run(command, check=True, **run)
+    assert "removed 1 case(s) whose raw files are no longer in the dataset: Cases_001" in (
+        output.stdout + output.stderr
+    )
