@@ -20,6 +20,10 @@ Fast CPU mode (--fast): no mirroring TTA, step 0.75 instead of 0.5 and only the 
 one fold 1/5 of a five-fold ensemble; the Dice cost is small but not zero (bench/predict.py
 measures both). bf16 is used on CPUs with native bf16 support in every mode.
 
+Backend (--backend): the network runs in torch, or in a CPU runtime (OpenVINO, onnxruntime; pip
+install 'autoseg[cpu]'), converted once and cached in runtime_cache/ beside each checkpoint. auto
+uses OpenVINO on the CPU when it is installed (measured fastest, bench/predict.py) and torch on a GPU.
+
 -npp/-nps are accepted for nnU-Net compatibility and ignored: AutoSeg predicts one case at a time
 in this process (read, preprocess, network, export), which keeps memory bounded by one case. To use
 more cores or GPUs, start several processes with -num_parts N -part_id K (each takes every N-th case).
@@ -42,6 +46,7 @@ from autoseg.cli.common import (
 )
 from autoseg.cli.predict_recommended import RECOMMENDED_HELP, run_recommended
 from autoseg.errors import AutoSegError
+from autoseg.inference.backends.base import AUTO, BACKENDS
 from autoseg.inference.folder_prediction import (
     PredictJob,
     predict,
@@ -105,6 +110,13 @@ def _add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda[:N], mps")
     parser.add_argument(
         "--fast", action="store_true", help="fast CPU mode: no TTA, step 0.75, first fold only"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=AUTO,
+        help="what runs the network: auto (OpenVINO on the CPU when installed, else torch), "
+        "torch, openvino, onnxruntime (CPU runtimes: pip install 'autoseg[cpu]')",
     )
 
 
@@ -210,6 +222,7 @@ def job_from(args: argparse.Namespace, env: Mapping[str, str]) -> PredictJob:
         num_parts=args.num_parts,
         part_id=args.part_id,
         fast=args.fast,
+        backend=args.backend,
     )
 
 

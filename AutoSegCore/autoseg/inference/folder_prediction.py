@@ -51,6 +51,7 @@ class PredictJob:
     part_id: int = 0
     fast: bool = False
     case_ids: tuple[str, ...] | None = None  # None: every case of the input folder
+    backend: str = "auto"  # what runs the network (autoseg.inference.backends)
 
 
 def _first_fold(model_dir: Path, checkpoint: str) -> tuple[str, ...] | None:
@@ -152,6 +153,7 @@ def predict_cases(
         mirror_tta=job.mirror_tta,
         device=job.device,
         save_probabilities=job.save_probabilities,
+        backend=job.backend,
     )
     reporter = _CaseProgress(progress)
     predictor = Predictor.from_model_folder(model, options, progress=reporter)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from autoseg.errors import AutoSegError
+
+if TYPE_CHECKING:  # the names above are read without torch (the CLI's choices, the Slicer side)
+    import torch
+    from torch import nn
 
 AUTO = "auto"
 TORCH = "torch"
