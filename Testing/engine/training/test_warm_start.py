@@ -237,3 +237,20 @@ def test_the_first_epoch_of_a_warm_start_segments_like_the_model(tiny_preprocess
     assert first == pytest.approx(model_dice[-1], abs=0.2)
     events = (warm.fold_dir / "events.jsonl").read_text().splitlines()
     assert json.loads(events[0])["event"] == "start"
+
+
+def test_improving_a_model_in_place_starts_from_its_kept_version(tiny_preprocessed, tmp_path):
+    """The loop's common case: the dataset grew and the same fold of the same model is trained
+    again from itself; the previous model is kept as a version and the new run starts from it."""
+    results = tmp_path / "results"
+    model = make_model_folder(tiny_job(tiny_preprocessed, results))
+    before = load_checkpoint(model / "fold_0" / FINAL)["network_weights"]
+    job = warm_job(tiny_preprocessed, results, model, epochs=1, iterations_per_epoch=1)
+    train_fold(job)
+    kept = model / "versions" / "1"
+    assert TrainingSettings.load(job.fold_dir / SETTINGS_FILE).from_model == str(kept)
+    log = next(job.fold_dir.glob("training_log_*.txt")).read_text()
+    assert f"Warm start from {kept}, fold 0" in log  # the weights the fold had before
+    started_from = load_checkpoint(kept / "fold_0" / FINAL)["network_weights"]
+    for key, value in before.items():
+        assert torch.equal(started_from[key], value)
