@@ -4,6 +4,10 @@ Every training knob is a setting (``--epochs 5``, ``--settings run.json``, ``--s
 instead of a trainer subclass. nnU-Net's epoch-only trainer names (``-tr nnUNetTrainer_5epochs``) are
 understood. Several folds are trained one after another, or one per GPU with ``-num_gpus``.
 
+Fine-tuning: ``--from-model MODEL_FOLDER`` starts from a trained model's weights (see
+training/warm_start.py) on a dataset planned with ``plan_and_preprocess --plans-from MODEL_FOLDER``,
+with a short schedule and a low learning rate unless ``--epochs`` / ``--initial-lr`` say otherwise.
+
 Stopping: create ``STOP_REQUEST`` in a fold folder (the Slicer module does this on Cancel): the run
 finishes its iteration, writes checkpoint_latest.pth and exits 0; ``--c`` continues it. Ctrl+C
 saves the same way and exits 130. A fold that another run trains is refused (``training.lock``).
