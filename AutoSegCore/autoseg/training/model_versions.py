@@ -8,9 +8,11 @@ is (plans.json, dataset.json, every fold holding a final model) is kept as
 the new run. A version is a model folder of its own: ``autoseg predict -m .../versions/<n>`` runs it,
 ``autoseg list_models`` lists it.
 
-Cost and safety: checkpoints are hard-linked (no copy where the file system allows it; a checkpoint
-is only ever replaced by a rename, never rewritten in place, so a link cannot change later), other
-files are copied, except fold F's, which leave the model folder and so can be linked as well. The
+Cost and safety: checkpoints and the converted networks of the prediction backends
+(``runtime_cache/``) are hard-linked (no copy where the file system allows it; both are only ever
+replaced by a rename, never rewritten in place, so a link cannot change later), other files are
+copied (logs are appended to, ``network.txt`` is rewritten), except fold F's, which leave the model
+folder and so can be linked as well. The
 version is assembled in a hidden staging folder and renamed into place: a crash leaves either no
 version and the model untouched, or the complete version (fold F is emptied only afterwards; a
 crash before that keeps the same model twice, which loses nothing). Runs of two folds of one model
@@ -31,6 +33,7 @@ from pathlib import Path
 from autoseg.atomic import write_json_atomic
 from autoseg.checkpoint import FINAL
 from autoseg.errors import AutoSegError
+from autoseg.inference.backends.model_cache import CACHE_FOLDER_NAME
 from autoseg.results_layout import (
     VERSION_INFO_FILE,
     VERSIONS_FOLDER,
@@ -63,11 +66,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _only_renamed(relative: Path) -> bool:
+    """Files that are replaced only by a rename (safe to share with a version by a hard link)."""
+    return relative.suffix == ".pth" or relative.parts[0] == CACHE_FOLDER_NAME
+
+
 def _stage_fold(fold: Path, target: Path, link_all: bool) -> None:
     for file in _files(fold):
         destination = target / file.relative_to(fold)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        if link_all or file.suffix == ".pth":
+        if link_all or _only_renamed(file.relative_to(fold)):
             _link_or_copy(file, destination)
         else:
             shutil.copy2(file, destination)

@@ -67,10 +67,15 @@ def test_the_whole_model_is_kept_and_the_fold_emptied(job: TrainingJob) -> None:
 
 
 def test_checkpoints_are_linked_not_copied(job: TrainingJob) -> None:
-    kept_fold_1 = (job.model_dir / "fold_1" / FINAL).stat()
+    cache = job.model_dir / "fold_1" / "runtime_cache" / "openvino_1x12x32x32.bin"
+    cache.parent.mkdir()
+    cache.write_bytes(b"converted network")
+    (job.model_dir / "fold_1" / "network.txt").write_text("rewritten by every run")
     version = keep_previous_model(job, "train")
     assert version is not None
-    assert (version / "fold_1" / FINAL).stat().st_ino == kept_fold_1.st_ino
+    for shared in (Path("fold_1") / FINAL, cache.relative_to(job.model_dir)):
+        assert (version / shared).stat().st_ino == (job.model_dir / shared).stat().st_ino
+    assert (version / "fold_1" / "network.txt").stat().st_nlink == 1
     summary = version / "fold_0" / "validation" / "summary.json"
     assert summary.stat().st_nlink == 1  # fold 0's own files left the model folder
 
