@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +38,17 @@ from autoseg.interop.nnunet_export_checkpoint import (
     nnunet_fold,
     save_nnunet_checkpoint,
 )
+from autoseg.interop.nnunet_export_selection import information_to_nnunet, renamed_ensemble
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, NNUNET_TRAINER
 from autoseg.interop.nnunet_plans_writer import nnunet_plans_json
-from autoseg.interop.nnunet_selection import postprocessing_json_to_nnunet
+from autoseg.interop.nnunet_selection import is_nnunet_information, postprocessing_json_to_nnunet
 from autoseg.model_sharing import ExportOptions, models_to_export
 from autoseg.model_zip_layout import OPTIONAL_MODEL_FILES
 from autoseg.postprocessing import Postprocessing
 from autoseg.results_layout import (
     CROSSVAL_PATTERN,
+    ENSEMBLES_DIR,
+    INFORMATION_FILE,
     PLANS_FILE,
     POSTPROCESSING_FILE,
     fold_folder_name,
@@ -75,11 +79,18 @@ def export_nnunet_model(
     source, models = models_to_export(results_dataset_dir, output, options)
     with tempfile.TemporaryDirectory(prefix="autoseg-nnunet-export-") as scratch:
         members: list[_Member] = []
+        renamed: dict[str, str] = {}  # AutoSeg's model folder names -> the exported ones
+        last: ModelFolder | None = None
         for model_dir, fold_dirs in models:
             folds = [fold_of_folder(d.name) or d.name for d in fold_dirs]
             model = ModelFolder.open(model_dir, folds, options.checkpoint)
             top = f"{source.name}/{exported_folder_name(model)}"
             members += _model_members(model, top, Path(scratch))
+            if model.origin != NNUNET_ORIGIN:
+                renamed[model_dir.name], last = exported_folder_name(model), model
+        if last is not None:
+            labels = last.dataset.labels.foreground_labels
+            members += _selection_members(source, renamed, labels, last.folds)
         _write_zip(members, output)
     return output
 
@@ -153,6 +164,32 @@ def _postprocessing_members(model: ModelFolder, top: str, *, translate: bool) ->
         labels = model.dataset.labels.foreground_labels
         converted = postprocessing_json_to_nnunet(rules, labels)
         members.append(_Member(name, data=json_text(converted).encode("utf-8")))
+    return members
+
+
+def _selection_members(
+    source: Path, renamed: dict[str, str], labels: Sequence[int], folds: Sequence[str]
+) -> list[_Member]:
+    """The dataset's model selection in nnU-Net's schema, for the exported models only: the
+    choice (inference_information.json) and each ensemble's post-processing."""
+    members = []
+    for file in sorted(source.glob(f"{ENSEMBLES_DIR}/*/{POSTPROCESSING_FILE}")):
+        folder = renamed_ensemble(file.parent.name, renamed)
+        if folder is not None:
+            rules = postprocessing_json_to_nnunet(Postprocessing.load(file).to_json(), labels)
+            name = f"{source.name}/{ENSEMBLES_DIR}/{folder}/{POSTPROCESSING_FILE}"
+            members.append(_Member(name, data=json_text(rules).encode("utf-8")))
+    information = source / INFORMATION_FILE
+    if information.is_file():
+        data = json.loads(information.read_text(encoding="utf-8"))
+        converted = (
+            None
+            if is_nnunet_information(data)
+            else information_to_nnunet(data, renamed, source.name, folds)
+        )
+        if converted is not None:
+            name = f"{source.name}/{INFORMATION_FILE}"
+            members.append(_Member(name, data=json_text(converted).encode("utf-8")))
     return members
 
 

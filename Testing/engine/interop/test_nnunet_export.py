@@ -25,6 +25,12 @@ from autoseg.inference.predictor import PredictionOptions, Predictor
 from autoseg.interop.nnunet_checkpoint import _load
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, plans_from_nnunet
 from autoseg.interop.nnunet_plans_writer import nnunet_plans_json
+from autoseg.interop.nnunet_selection import (
+    KEEP_LARGEST,
+    SELECTED,
+    is_nnunet_information,
+    nnunet_recommendation,
+)
 from autoseg.interop.nnunet_weights import autoseg_state_dict, nnunet_state_dict
 from autoseg.model_zip_layout import archive_problems
 from autoseg.network import build_network
@@ -265,3 +271,63 @@ def test_export_rules_are_shared_with_autosegs_zip(
     (tmp_path / "c.zip").write_bytes(b"mine")
     assert "already exists" in _export(capsys, tmp_path / "results", tmp_path / "c.zip")[1]
     assert (tmp_path / "c.zip").read_bytes() == b"mine"
+
+
+def _autoseg_selection(dataset: Path) -> str:
+    """An AutoSeg find_best_configuration result choosing the ensemble of both models, with
+    "keep the largest foreground component" (the files as AutoSeg's selection writes them)."""
+    models = [MODEL.format("3d_fullres"), MODEL.format("2d")]
+    ensemble = "___".join(["ensemble", *models, "0_1"])
+    rules = {"rules": [{"kind": "largest_foreground", "region": None}], "before": {}, "after": {}}
+    (dataset / "ensembles" / ensemble).mkdir(parents=True)
+    (dataset / "ensembles" / ensemble / "postprocessing.json").write_text(json.dumps(rules))
+    entries = [
+        {"configuration": c, "trainer": "AutoSegTrainer", "plans": "AutoSegPlans", "folder": m}
+        for c, m in zip(("3d_fullres", "2d"), models, strict=True)
+    ]
+    information = {
+        "dataset": DATASET,
+        "folds": [0, 1],
+        "considered_models": entries,
+        "ensembling_allowed": True,
+        "all_results": {models[0]: 0.8, models[1]: 0.7, ensemble: 0.9},
+        "best_model_or_ensemble": {
+            "name": ensemble,
+            "folder": f"ensembles/{ensemble}",
+            "selected_models": entries,
+            "result_on_crossval_pre_pp": 0.9,
+            "result_on_crossval_post_pp": 0.91,
+            "postprocessing_file": f"ensembles/{ensemble}/postprocessing.json",
+        },
+    }
+    (dataset / "inference_information.json").write_text(json.dumps(information))
+    return ensemble.replace("AutoSegTrainer", "nnUNetTrainer")
+
+
+def test_the_model_selection_is_exported_in_nnunets_schema(
+    tiny_preprocessed: DataRoots, tmp_path: Path, capsys
+) -> None:
+    for variant in VARIANTS:
+        build_autoseg_model(tiny_preprocessed, tmp_path / "results", variant)
+    ensemble = _autoseg_selection(tmp_path / "results" / DATASET)
+    zip_path = tmp_path / "model.zip"
+    assert _export(capsys, tmp_path / "results", zip_path) == (0, "")
+    code = main(["import_model", str(zip_path), "--results", str(tmp_path / "imported")])
+    assert (code, capsys.readouterr().err) == (0, "")
+    dataset = tmp_path / "imported" / DATASET
+    postprocessing = read_json(dataset / "ensembles" / ensemble / "postprocessing.json")
+    assert postprocessing["postprocessing_fns"] == [KEEP_LARGEST]
+    assert postprocessing["postprocessing_kwargs"] == [{"labels_or_regions": [1, 2]}]
+    information = read_json(dataset / "inference_information.json")
+    assert is_nnunet_information(information)
+    assert information["best_model_or_ensemble"][SELECTED] == [
+        {"configuration": c, "plans_identifier": "AutoSegPlans", "trainer": "nnUNetTrainer"}
+        for c in ("3d_fullres", "2d")
+    ]
+    # AutoSeg's reader of nnU-Net's selection finds both models and the post-processing.
+    name, models, folds, rules = nnunet_recommendation(
+        information, dataset, dataset / "inference_information.json"
+    )
+    assert [m.name for m in models] == [EXPORTED.format(c) for c in ("3d_fullres", "2d")]
+    assert (name, folds) == (ensemble.removesuffix("___0_1"), ("0", "1"))
+    assert rules == dataset / "ensembles" / ensemble / "postprocessing.json"
