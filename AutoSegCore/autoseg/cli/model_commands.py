@@ -66,6 +66,13 @@ def _export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.format == "nnunet":
         from autoseg.interop.nnunet_export import export_nnunet_model  # noqa: PLC0415 (torch)
 
+        if args.include_validation:
+            raise AutoSegError(
+                "--include_validation cannot be combined with --format nnunet (the nnU-Net zip "
+                "holds what nnunetv2 runs: plans, dataset.json, checkpoints, post-processing). "
+                "Fix: leave it out, or export the validation in AutoSeg's format."
+            )
+
         path = export_nnunet_model(dataset_dir, Path(args.output), options)
         print(f"Exported {dataset_dir.name} to {path} for nnU-Net v2 ({_NNUNET_USAGE})")
         return 0

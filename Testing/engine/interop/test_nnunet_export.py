@@ -268,6 +268,10 @@ def test_export_rules_are_shared_with_autosegs_zip(
     assert "only resumes training" in latest
     missing = _one_line_refusal(capsys, tmp_path / "results", tmp_path / "b.zip", "-f", "3")
     assert "no fold(s) 3" in missing
+    validation = _one_line_refusal(
+        capsys, tmp_path / "results", tmp_path / "d.zip", "--include_validation"
+    )
+    assert "--include_validation cannot be combined with --format nnunet" in validation
     (tmp_path / "c.zip").write_bytes(b"mine")
     assert "already exists" in _export(capsys, tmp_path / "results", tmp_path / "c.zip")[1]
     assert (tmp_path / "c.zip").read_bytes() == b"mine"
