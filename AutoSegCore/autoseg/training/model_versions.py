@@ -145,6 +145,12 @@ def keep_previous_model(job: TrainingJob, command: str, clock: Clock = time.time
     return version
 
 
+def newest_version(model_dir: Path) -> Path | None:
+    """The version kept last (how the other ranks of a distributed run learn the main rank's)."""
+    numbers = version_numbers(model_dir)
+    return version_folder(model_dir, numbers[-1]) if numbers else None
+
+
 def warm_start_from_version(job: TrainingJob, version: Path | None) -> TrainingJob:
     """The job with ``from_model`` pointing at the kept version when it named this model folder.
 

@@ -33,7 +33,11 @@ from autoseg.training.distributed import DistributedContext
 from autoseg.training.fold_lock import acquire_fold_lock
 from autoseg.training.history import TrainingHistory
 from autoseg.training.job import TrainingJob
-from autoseg.training.model_versions import keep_previous_model, warm_start_from_version
+from autoseg.training.model_versions import (
+    keep_previous_model,
+    newest_version,
+    warm_start_from_version,
+)
 from autoseg.training.recipe import (
     build_network_for,
     build_training_parts,
@@ -113,11 +117,15 @@ def _keep_previous_model(
     job: TrainingJob, options: RunOptions, dist: DistributedContext
 ) -> tuple[TrainingJob, Path | None]:
     """A new training of a fold that holds a final model keeps that model as a version first
-    (model_versions.py); resuming or re-validating keeps nothing."""
-    kept = None
-    if dist.is_main and not (options.resume or options.validation_only):
-        kept = keep_previous_model(job, options.command)
-    dist.barrier()  # every rank sees the emptied fold folder
+    (model_versions.py); resuming or re-validating keeps nothing. Every rank learns the version,
+    as a warm start from this model reads its weights there."""
+    fresh = not (options.resume or options.validation_only)
+    had_model = fresh and (job.fold_dir / FINAL).is_file()
+    dist.barrier()  # every rank has looked before the main rank moves the model
+    kept = keep_previous_model(job, options.command) if had_model and dist.is_main else None
+    dist.barrier()  # every rank sees the emptied fold folder and the version
+    if had_model and not dist.is_main:
+        kept = newest_version(job.model_dir)
     return warm_start_from_version(job, kept), kept
 
 

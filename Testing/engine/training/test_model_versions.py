@@ -14,9 +14,16 @@ from autoseg.checkpoint import FINAL
 from autoseg.cli import main
 from autoseg.paths import DataRoots
 from autoseg.training import model_versions
+from autoseg.training import run as run_module
+from autoseg.training.distributed import DistributedContext, spawn
 from autoseg.training.fold_lock import LOCK_FILE
 from autoseg.training.job import TrainingJob
-from autoseg.training.model_versions import keep_previous_model, warm_start_from_version
+from autoseg.training.model_versions import (
+    keep_previous_model,
+    newest_version,
+    warm_start_from_version,
+)
+from autoseg.training.run import RunOptions
 
 from .conftest import tiny_job
 
@@ -42,6 +49,7 @@ def job(tiny_preprocessed: DataRoots, tmp_path: Path) -> TrainingJob:
 
 def test_the_whole_model_is_kept_and_the_fold_emptied(job: TrainingJob) -> None:
     model = job.model_dir
+    assert newest_version(model) is None
     weights = {f: (model / f / FINAL).read_bytes() for f in ("fold_0", "fold_1")}
     version = keep_previous_model(job, "autoseg train 901 3d_fullres 0", clock=lambda: 0.0)
     assert version == model / "versions" / "1"
@@ -106,6 +114,8 @@ def test_versions_are_numbered_and_never_reused(job: TrainingJob, monkeypatch) -
     assert second == job.model_dir / "versions" / "2"
     assert json.loads((second / "version.json").read_text())["version"] == 2
     assert sorted(p.name for p in (job.model_dir / "versions").iterdir()) == ["1", "2"]
+    monkeypatch.undo()
+    assert newest_version(job.model_dir) == second
 
 
 def test_a_kept_version_predicts_with_autoseg_predict(job: TrainingJob, tmp_path, capsys) -> None:
@@ -128,3 +138,21 @@ def test_warm_start_from_this_model_reads_the_kept_version(job: TrainingJob, tmp
     other = replace(job, settings=replace(job.settings, from_model=str(tmp_path / "other")))
     assert warm_start_from_version(other, version) is other
     assert warm_start_from_version(job, version) is job  # trained from scratch
+
+
+def _keep_in_rank(context: DistributedContext, job: TrainingJob, out: Path) -> None:
+    """Runs in each spawned process: the run's keep step, then what this rank learnt."""
+    kept_job, kept = run_module._keep_previous_model(job, RunOptions(), context)
+    (out / f"rank{context.rank}.txt").write_text(f"{kept}|{kept_job.settings.from_model}")
+
+
+def test_every_rank_of_a_distributed_run_learns_the_kept_version(
+    job: TrainingJob, tmp_path
+) -> None:
+    """Only the main rank keeps the model; the others start from the same version."""
+    warm = replace(job, settings=replace(job.settings, from_model=str(job.model_dir)))
+    spawn(_keep_in_rank, (warm, tmp_path), world_size=2, use_cuda=False)
+    version = job.model_dir / "versions" / "1"
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}.txt").read_text() == f"{version}|{version}"
+    assert [p.name for p in (job.model_dir / "versions").iterdir()] == ["1"]
