@@ -29,8 +29,8 @@ from autoseg.image_io import READER_WRITERS, ImageReaderWriter, choose_reader_wr
 from autoseg.interop.nnunet_selection import postprocessing_json_from_nnunet
 from autoseg.labels import LabelSpec
 from autoseg.parallel import map_cases
+from autoseg.results_layout import POSTPROCESSING_FILE
 
-POSTPROCESSING_FILE = "postprocessing.json"
 POSTPROCESSED_DIR = "postprocessed"
 RuleKind = Literal["largest_foreground", "largest_per_region"]
 Summary = dict[str, Any]

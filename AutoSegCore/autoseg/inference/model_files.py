@@ -22,30 +22,34 @@ from autoseg.errors import AutoSegError
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans, plans_from_nnunet
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.results_layout import (
+    ALL_FOLDS,
+    DATASET_JSON,
     FINAL_CHECKPOINT,
+    FOLD_PREFIX,
+    PLANS_FILE,
+    configuration_of,
+    fold_folder_name,
+    fold_of_folder,
+    is_model_folder_name,
     model_folder_name,
     named_model_folder,
     split_model_folder_name,
 )
 
-PLANS_FILE = "plans.json"
-DATASET_FILE = "dataset.json"
-FOLD_PREFIX = "fold_"
-ALL_FOLD = "all"
 AUTOSEG_ORIGIN = "autoseg"
 
 
 def _parse_folder_name(path: Path) -> str:
     """The configuration from a folder named ``<trainer>__<plans>__<configuration>`` (for a kept
     version ``<model folder>/versions/<n>``, from the model folder's name)."""
-    parts = named_model_folder(path).name.split("__")
-    if len(parts) != 3 or not all(parts):
+    name = named_model_folder(path).name
+    if not is_model_folder_name(name):
         raise AutoSegError(
             f"{path}: a model folder is named <trainer>__<plans>__<configuration> "
             "(e.g. AutoSegTrainer__AutoSegPlans__3d_fullres). Fix: pass the folder that training "
             "wrote, without renaming it."
         )
-    return parts[2]
+    return configuration_of(name)
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -58,7 +62,7 @@ def _require_file(path: Path, what: str) -> None:
 
 def _fold_name(fold: int | str) -> str:
     text = str(fold).strip()
-    if text != ALL_FOLD and not text.isdigit():
+    if text != ALL_FOLDS and not text.isdigit():
         raise AutoSegError(f"fold {fold!r} is not valid. Fix: use a fold number or 'all'.")
     return text
 
@@ -70,12 +74,13 @@ def _detect_folds(path: Path, checkpoint: str) -> tuple[str, ...]:
     only on fold ``all`` (a common final model, e.g. from the Slicer module) is used as it is.
     """
     found = [
-        child.name.removeprefix(FOLD_PREFIX)
+        fold
         for child in path.glob(f"{FOLD_PREFIX}*")
-        if (child / checkpoint).is_file() and child.name.removeprefix(FOLD_PREFIX).isdigit()
+        for fold in [fold_of_folder(child.name)]
+        if fold is not None and fold.isdigit() and (child / checkpoint).is_file()
     ]
-    if not found and (path / f"{FOLD_PREFIX}{ALL_FOLD}" / checkpoint).is_file():
-        return (ALL_FOLD,)
+    if not found and (path / fold_folder_name(ALL_FOLDS) / checkpoint).is_file():
+        return (ALL_FOLDS,)
     if not found:
         raise AutoSegError(
             f"{path}: no fold_<k> folder holds {checkpoint}. Fix: finish training at least one "
@@ -93,7 +98,7 @@ def _select_folds(
     if not names:
         raise AutoSegError(f"{path}: no folds were asked for. Fix: name folds or pass None.")
     for name in names:
-        _require_file(path / f"{FOLD_PREFIX}{name}" / checkpoint, f"the weights of fold {name}")
+        _require_file(path / fold_folder_name(name) / checkpoint, f"the weights of fold {name}")
     return names
 
 
@@ -144,7 +149,7 @@ class ModelFiles:
         return self.config.previous_stage is not None
 
     def checkpoint_file(self, fold: str) -> Path:
-        return self.path / f"{FOLD_PREFIX}{fold}" / self.checkpoint_name
+        return self.path / fold_folder_name(fold) / self.checkpoint_name
 
 
 def open_model_files(
@@ -163,7 +168,7 @@ def open_model_files(
         )
     configuration = _parse_folder_name(path)
     _require_file(path / PLANS_FILE, "the plans the model was trained with")
-    _require_file(path / DATASET_FILE, "the dataset's labels and channels")
+    _require_file(path / DATASET_JSON, "the dataset's labels and channels")
     plans, origin = _load_plans(path / PLANS_FILE, configuration)
     if configuration not in plans.configurations:
         raise AutoSegError(
@@ -171,7 +176,7 @@ def open_model_files(
             f"{', '.join(plans.configurations) or 'none'}). Fix: restore the plans.json that "
             "was written together with this model."
         )
-    dataset = load_dataset_json(path / DATASET_FILE)
+    dataset = load_dataset_json(path / DATASET_JSON)
     names = _select_folds(path, folds, checkpoint)
     return ModelFiles(path, plans, dataset, configuration, names, checkpoint, origin)
 

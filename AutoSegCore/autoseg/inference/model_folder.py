@@ -27,11 +27,12 @@ from torch import nn
 from autoseg.checkpoint import FINAL, load_checkpoint
 from autoseg.dataset import DatasetSpec
 from autoseg.errors import AutoSegError
-from autoseg.inference.model_files import AUTOSEG_ORIGIN, FOLD_PREFIX, open_model_files
+from autoseg.inference.model_files import AUTOSEG_ORIGIN, open_model_files
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.network import build_network
 from autoseg.plans import ConfigurationPlan, Plans
+from autoseg.results_layout import fold_folder_name
 
 
 def _read_checkpoint(file: Path, origin: str) -> dict[str, Any]:
@@ -136,7 +137,7 @@ class ModelFolder:
         return self.dataset.labels.num_segmentation_heads
 
     def checkpoint_file(self, fold: str) -> Path:
-        return self.path / f"{FOLD_PREFIX}{fold}" / self.checkpoint_name
+        return self.path / fold_folder_name(fold) / self.checkpoint_name
 
     def build_network(self) -> nn.Module:
         """A fresh network of this model (random weights, deep supervision off)."""

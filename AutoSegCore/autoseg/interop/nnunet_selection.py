@@ -20,10 +20,14 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from autoseg.errors import AutoSegError
+from autoseg.results_layout import (
+    NNUNET_POSTPROCESSING_PICKLE,
+    POSTPROCESSING_FILE,
+    model_folder_name,
+)
 
 SELECTED = "selected_model_or_models"
 KEEP_LARGEST = "remove_all_but_largest_component_from_segmentation"
-JSON_BESIDE_PICKLE = "postprocessing.json"
 
 
 def is_nnunet_information(data: Any) -> bool:
@@ -45,7 +49,7 @@ def _model_folder(entry: Any, folder: Path, file: Path) -> Path:
         raise _invalid(
             file, f"a selected model {entry!r} lacks trainer/plans_identifier/configuration"
         )
-    name = "__".join(entry[k] for k in keys)
+    name = model_folder_name(*(entry[k] for k in keys))
     if "/" in name or "\\" in name or name.startswith("."):
         raise _invalid(file, f"the selected model {name!r} is not a folder name")
     path = folder / name
@@ -67,7 +71,7 @@ def _below_dataset(text: Any, folder: Path, file: Path) -> Path:
     below = parts[len(parts) - parts[::-1].index(folder.name) :]
     if not below or any(part in ("..", "") for part in below):
         raise _invalid(file, f"the post-processing file {text!r} leaves {folder.name}")
-    return folder.joinpath(*below).with_name(JSON_BESIDE_PICKLE)
+    return folder.joinpath(*below).with_name(POSTPROCESSING_FILE)
 
 
 def nnunet_recommendation(
@@ -85,9 +89,10 @@ def nnunet_recommendation(
     postprocessing = _below_dataset(best.get("postprocessing_file"), folder, file)
     if not postprocessing.is_file():
         raise AutoSegError(
-            f"{postprocessing}: missing. nnU-Net writes it next to postprocessing.pkl, which "
-            "AutoSeg never reads (loading a pickle can run code). Fix: copy the "
-            "postprocessing.json of that folder too (nnUNetv2_find_best_configuration writes it)."
+            f"{postprocessing}: missing. nnU-Net writes it next to "
+            f"{NNUNET_POSTPROCESSING_PICKLE}, which AutoSeg never reads (loading a pickle can run "
+            f"code). Fix: copy the {POSTPROCESSING_FILE} of that folder too "
+            "(nnUNetv2_find_best_configuration writes it)."
         )
     name = (
         "___".join(["ensemble", *(m.name for m in models)]) if len(models) > 1 else models[0].name

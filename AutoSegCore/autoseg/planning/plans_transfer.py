@@ -28,10 +28,9 @@ from autoseg.errors import AutoSegError
 from autoseg.interop.nnunet_plans import is_nnunet_plans, plans_from_nnunet
 from autoseg.labels import IGNORE_NAME
 from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import named_model_folder, split_model_folder_name
+from autoseg.results_layout import PLANS_FILE, named_model_folder, split_model_folder_name
 
 PLANS_FROM_KEY = "plans_from"
-MODEL_PLANS_FILE = "plans.json"
 ORIGIN_KEY = "origin"
 
 
@@ -91,7 +90,7 @@ def read_model_plans(folder: Path) -> ModelPlans:
             "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
         )
     configuration = model_configuration(folder)
-    plans_file = folder / MODEL_PLANS_FILE
+    plans_file = folder / PLANS_FILE
     data = _read_json(plans_file, "the plans the model was trained with")
     if is_nnunet_plans(data):
         plans = plans_from_nnunet(data, str(plans_file), configuration)

@@ -12,12 +12,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoseg.dataset import DatasetSpec, load_dataset_json
+from autoseg.dataset import DATASET_JSON, DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
+from autoseg.planning.fingerprint import FINGERPRINT_FILE
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import model_folder_name
+from autoseg.results_layout import PLANS_FILE, fold_folder_name, model_folder_name
 from autoseg.training.settings import TrainingSettings
 
 TRAINER_NAME = "AutoSegTrainer"
@@ -52,7 +53,7 @@ class TrainingJob:
 
     @property
     def fold_dir(self) -> Path:
-        return self.model_dir / f"fold_{self.fold}"
+        return self.model_dir / fold_folder_name(self.fold)
 
     @property
     def data_dir(self) -> Path:
@@ -112,8 +113,8 @@ class TrainingJob:
         """Copy plans, dataset.json and the fingerprint into the model folder (inference reads
         them from there, so a model folder is self-contained)."""
         make_folder(self.model_dir, "the model folder (--results)")
-        self.plans.save(self.model_dir / "plans.json")
-        for name in ("dataset.json", "dataset_fingerprint.json"):
+        self.plans.save(self.model_dir / PLANS_FILE)
+        for name in (DATASET_JSON, FINGERPRINT_FILE):
             source = self.preprocessed_dir / name
             if source.is_file():
                 shutil.copyfile(source, self.model_dir / name)
@@ -150,7 +151,7 @@ def resolve_job(
     return TrainingJob(
         plans=plans,
         configuration=configuration,
-        dataset=load_dataset_json(preprocessed / "dataset.json"),
+        dataset=load_dataset_json(preprocessed / DATASET_JSON),
         preprocessed_dir=preprocessed,
         model_dir=roots.require_results()
         / name
