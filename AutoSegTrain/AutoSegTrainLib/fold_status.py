@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
+from autoseg.results_layout import (
+    BEST_CHECKPOINT,
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    fold_folder_name,
+    model_folder_name,
+)
 from autoseg.training.fold_lock import holder_gone, read_lock
-from autoseg.training.job import TRAINER_NAME, model_folder_name
+from autoseg.training.job import TRAINER_NAME
 from autoseg.training.run_log import EVENTS_FILE
 from AutoSegCoreLib.process_runner import follow_jsonl
 
-# Same values as autoseg.checkpoint.FINAL/LATEST/BEST and the engine's progress plot and
-# validation folder (that module imports torch); test_fold_status checks they stay equal.
-CHECKPOINT_FINAL = "checkpoint_final.pth"
-CHECKPOINT_LATEST = "checkpoint_latest.pth"
-CHECKPOINT_BEST = "checkpoint_best.pth"
+# Same values as the engine's progress plot and validation folder (those modules import torch);
+# test_fold_status checks they stay equal.
 PROGRESS_PNG = "progress.png"
 VALIDATION_FOLDER = "validation"
 VALIDATION_SUMMARY = "summary.json"
@@ -163,7 +167,7 @@ def _on_epoch(progress: FoldProgress, event: Mapping[str, Any]) -> FoldProgress:
 
 def _on_checkpoint(progress: FoldProgress, event: Mapping[str, Any]) -> FoldProgress:
     # The final checkpoint is written right before the final validation starts.
-    final = event.get("kind") == CHECKPOINT_FINAL.removesuffix(".pth")
+    final = event.get("kind") == FINAL_CHECKPOINT.removesuffix(".pth")
     return replace(progress, phase="validating") if final else progress
 
 
@@ -274,14 +278,14 @@ def fold_folder(
 ) -> Path:
     """``<results>/<dataset>/<trainer>__<plans>__<configuration>/fold_<k>``, as the engine names it."""
     model = model_folder_name(trainer, plans, configuration)
-    return Path(results_root) / dataset_name / model / f"fold_{fold}"
+    return Path(results_root) / dataset_name / model / fold_folder_name(fold)
 
 
 def fold_state(folder: Path) -> FoldState:
     """``done``, ``interrupted`` or ``not started`` from the checkpoint files of a fold folder."""
-    if (folder / CHECKPOINT_FINAL).is_file():
+    if (folder / FINAL_CHECKPOINT).is_file():
         return "done"
-    if (folder / CHECKPOINT_LATEST).is_file() or (folder / CHECKPOINT_BEST).is_file():
+    if (folder / LATEST_CHECKPOINT).is_file() or (folder / BEST_CHECKPOINT).is_file():
         return "interrupted"
     return "not started"
 

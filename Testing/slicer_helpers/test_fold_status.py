@@ -43,14 +43,8 @@ def _epoch(k: int, *, ema: float | None, epoch_time: float = 10.0, epochs: int =
 
 
 def test_local_names_equal_the_engines() -> None:
-    from autoseg import checkpoint
     from autoseg.training import validation
 
-    assert (fs.CHECKPOINT_FINAL, fs.CHECKPOINT_LATEST, fs.CHECKPOINT_BEST) == (
-        checkpoint.FINAL,
-        checkpoint.LATEST,
-        checkpoint.BEST,
-    )
     assert (fs.VALIDATION_FOLDER, fs.VALIDATION_SUMMARY) == (
         validation.VALIDATION_FOLDER,
         validation.SUMMARY_FILE,

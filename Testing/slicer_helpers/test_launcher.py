@@ -19,6 +19,7 @@ import pytest
 
 from autoseg.paths import DataRoots
 from autoseg.planning import PlannerOptions
+from autoseg.results_layout import LATEST_CHECKPOINT
 from autoseg.stages import (
     DatasetFolders,
     fingerprint_dataset,
@@ -29,7 +30,7 @@ from autoseg.synthetic import SyntheticSpec, make_synthetic_dataset
 from autoseg.training.fold_lock import LOCK_FILE
 from autoseg.training.stop_request import STOP_REQUEST_FILE
 from AutoSegCoreLib.process_runner import EngineProcess
-from AutoSegTrainLib.fold_status import CHECKPOINT_LATEST, fold_status
+from AutoSegTrainLib.fold_status import fold_status
 from AutoSegTrainLib.training_runs import TrainingRequest, TrainingRun, plan_steps
 
 LAUNCHER = Path(__file__).with_name("launcher_standin.py")
@@ -99,8 +100,8 @@ def test_cancel_through_the_launcher_saves_a_checkpoint_and_exits_cleanly(tiny_r
         "stop request",
         "training",
     )
-    assert stopped["checkpoint"] == str(fold / CHECKPOINT_LATEST)
-    assert (fold / CHECKPOINT_LATEST).is_file()
+    assert stopped["checkpoint"] == str(fold / LATEST_CHECKPOINT)
+    assert (fold / LATEST_CHECKPOINT).is_file()
     assert not (fold / LOCK_FILE).exists()
     assert not (fold / STOP_REQUEST_FILE).exists()
     status = fold_status(tiny_roots.results, DATASET, "3d_fullres", 0)
