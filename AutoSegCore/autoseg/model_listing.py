@@ -30,8 +30,11 @@ from autoseg.errors import AutoSegError
 from autoseg.evaluation import SUMMARY_FILE, load_summary
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN, is_nnunet_plans
 from autoseg.results_layout import (
+    ALL_FOLDS,
     FINAL_CHECKPOINT,
     FOLD_CASES_FILE,
+    FOLD_PREFIX,
+    PLANS_FILE,
     VERSION_INFO_FILE,
     split_model_folder_name,
     version_folder,
@@ -42,7 +45,6 @@ from autoseg.training.settings import SETTINGS_FILE
 
 # The same name as the final validation's folder (training/validation.py imports torch).
 VALIDATION_FOLDER = "validation"
-FOLD_PREFIX = "fold_"
 AUTOSEG_ORIGIN = "autoseg"
 _EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$")
 
@@ -195,12 +197,12 @@ def trained_folds(model_dir: Path) -> list[Path]:
         if (child / FINAL_CHECKPOINT).is_file()
     ]
     names = [f.name.removeprefix(FOLD_PREFIX) for f in folds]
-    valid = [(n, f) for n, f in zip(names, folds, strict=True) if n.isdigit() or n == "all"]
+    valid = [(n, f) for n, f in zip(names, folds, strict=True) if n.isdigit() or n == ALL_FOLDS]
     return [f for n, f in sorted(valid, key=lambda p: (0, int(p[0])) if p[0].isdigit() else (1, 0))]
 
 
 def _origin(model_dir: Path) -> str:
-    plans = model_dir / "plans.json"
+    plans = model_dir / PLANS_FILE
     data = _read_json(plans) if plans.is_file() else {}
     return NNUNET_ORIGIN if isinstance(data, dict) and is_nnunet_plans(data) else AUTOSEG_ORIGIN
 
@@ -229,7 +231,7 @@ def describe_model(folder: Path, model_dir: Path, version: int | None = None) ->
 
 
 def _is_model_folder(folder: Path) -> bool:
-    if not folder.is_dir() or not (folder / "plans.json").is_file():
+    if not folder.is_dir() or not (folder / PLANS_FILE).is_file():
         return False
     try:
         return all(split_model_folder_name(folder.name))

@@ -13,6 +13,7 @@ from typing import Any
 
 from autoseg.errors import AutoSegError
 from autoseg.paths import DataRoots
+from autoseg.results_layout import INSTRUCTIONS_FILE
 
 
 def _run(step: str, argv: Sequence[str]) -> None:
@@ -109,7 +110,7 @@ def select_predict_evaluate(
         ],
     )
     return {
-        "model selection": results / "inference_instructions.txt",
+        "model selection": results / INSTRUCTIONS_FILE,
         "postprocessing": pp_files[0],
         "predictions": predictions,
         "postprocessed": postprocessed,

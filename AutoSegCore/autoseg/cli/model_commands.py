@@ -13,6 +13,7 @@ from autoseg.errors import AutoSegError
 from autoseg.model_sharing import ExportOptions, export_model, import_model
 from autoseg.paths import make_folder, resolve_dataset_name
 from autoseg.plans import Plans
+from autoseg.results_layout import FINAL_CHECKPOINT, PLANS_FILE
 
 _NNUNET_USAGE = (
     "nnUNetv2_install_pretrained_model_from_zip ZIP, then "
@@ -38,7 +39,7 @@ def _ensemble(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     first = Path(args.inputs[0])
     dataset = load_dataset_json(find_beside(first, "dataset.json", args.dataset_json))
-    plans = Plans.load(find_beside(first, "plans.json", args.plans_json))
+    plans = Plans.load(find_beside(first, PLANS_FILE, args.plans_json))
     target = EnsembleTarget(
         output_dir=make_folder(args.output, "the output folder (-o)"),
         labels=dataset.labels,
@@ -110,7 +111,7 @@ def register(commands: Any) -> None:
     export.add_argument("-f", dest="folds", nargs="+", default=None)
     export.add_argument("-tr", dest="trainer", default="AutoSegTrainer")
     export.add_argument("-p", dest="plans", default="AutoSegPlans")
-    export.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth")
+    export.add_argument("-chk", dest="checkpoint", default=FINAL_CHECKPOINT)
     export.add_argument("--include_validation", "--exp_cv_preds", action="store_true")
     export.add_argument(
         "--format",

@@ -40,7 +40,7 @@ from autoseg.inference.predictor import PredictionOptions, Predictor
 from autoseg.model_listing import read_fold_cases
 from autoseg.planning.fingerprint import FINGERPRINT_FILE, DatasetFingerprint
 from autoseg.preprocessing.storage import case_ids, load_case
-from autoseg.results_layout import FOLD_CASES_FILE
+from autoseg.results_layout import FOLD_CASES_FILE, fold_folder_name
 from autoseg.training.job import TrainingJob
 from autoseg.training.run_log import RunLog, jsonable
 from autoseg.training.validation import VALIDATION_FOLDER, ValidationSetup
@@ -52,7 +52,7 @@ MODELS = ("previous", "new")
 
 def known_cases(model_dir: Path, fold: str) -> tuple[set[str] | None, str | None]:
     """The cases a model's fold was made from, and the file that says so (None: unknown)."""
-    record = read_fold_cases(model_dir / f"fold_{fold}")
+    record = read_fold_cases(model_dir / fold_folder_name(fold))
     if record is not None:
         return set(record["train"]) | set(record["validation"]), FOLD_CASES_FILE
     fingerprint = model_dir / FINGERPRINT_FILE
@@ -145,7 +145,7 @@ def _case_sets(job: TrainingJob, previous: Path, fold: str, val: Sequence[str]) 
         added, note = None, "the previous model does not record its cases"
     else:
         added = sorted(set(case_ids(job.data_dir)) - known)
-        where = previous / f"fold_{fold}" if source == FOLD_CASES_FILE else previous
+        where = previous / fold_folder_name(fold) if source == FOLD_CASES_FILE else previous
         note = f"cases known to the previous model from {where / str(source)}"
     return {"added": added, "validation": sorted(val), "note": note}
 

@@ -35,6 +35,7 @@ from autoseg.checkpoint import FINAL
 from autoseg.errors import AutoSegError
 from autoseg.inference.backends.model_cache import CACHE_FOLDER_NAME
 from autoseg.results_layout import (
+    FOLD_PREFIX,
     VERSION_INFO_FILE,
     VERSIONS_FOLDER,
     version_folder,
@@ -87,7 +88,7 @@ def _stage_model(model_dir: Path, replaced_fold: Path, staging: Path) -> None:
     for file in sorted(model_dir.iterdir()):
         if file.is_file() and not file.name.startswith("."):
             shutil.copy2(file, staging / file.name)
-    for fold in sorted(model_dir.glob("fold_*")):
+    for fold in sorted(model_dir.glob(f"{FOLD_PREFIX}*")):
         if (fold / FINAL).is_file():
             _stage_fold(fold, staging / fold.name, link_all=fold == replaced_fold)
 

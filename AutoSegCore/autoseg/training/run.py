@@ -183,7 +183,7 @@ def _resume_state(job: TrainingJob, options: RunOptions) -> dict[str, Any] | Non
             raise AutoSegError(f"{path}: --val needs a finished training (no {name} found)")
         return load_checkpoint(path)
     if not options.resume:
-        if (job.fold_dir / FINAL).is_file() or (job.fold_dir / "checkpoint_latest.pth").is_file():
+        if (job.fold_dir / FINAL).is_file() or (job.fold_dir / LATEST).is_file():
             raise AutoSegError(
                 f"{job.fold_dir}: this fold already has checkpoints; use --c to continue it, --val "
                 "to only re-run validation, or choose another results folder (nothing was changed)"

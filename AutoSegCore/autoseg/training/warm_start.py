@@ -32,6 +32,7 @@ from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.planning.plans_transfer import ModelPlans, added_labels, read_model_plans
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.preprocessing.normalization import SCHEMES_USING_DATASET_STATISTICS
+from autoseg.results_layout import fold_folder_name
 from autoseg.training.job import TrainingJob
 from autoseg.training.settings import SETTINGS_FILE, TrainingSettings
 
@@ -98,10 +99,10 @@ def _source_fold(folder: Path, fold: int | str) -> tuple[str, Path]:
     """The fold's own checkpoint, else fold all's, else fold 0's."""
     candidates = tuple(dict.fromkeys((str(fold), *FALLBACK_FOLDS)))
     for name in candidates:
-        path = folder / f"fold_{name}" / FINAL
+        path = folder / fold_folder_name(name) / FINAL
         if path.is_file():
             return name, path
-    tried = ", ".join(f"fold_{name}" for name in candidates)
+    tried = ", ".join(fold_folder_name(name) for name in candidates)
     raise AutoSegError(
         f"{folder}: no {FINAL} in {tried}. Fix: pass a model folder with a finished training "
         "of this fold, of fold all or of fold 0."
