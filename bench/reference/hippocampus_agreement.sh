@@ -19,7 +19,7 @@
 #      project venv .venv or AUTOSEG_PYTHON) in fp32 and in AutoSeg's default precision, and writes
 #      WORK/agreement_<plans>_<precision>.jsonl (one line per case, then the summary line).
 # Every heavy step runs under `nice -n 19`, one after the other. On a 2-core CPU shared with other
-# work a training iteration took 10-25 s; the README's figures come from `... 5 50 3 40`.
+# work a training iteration took 10-25 s; the README's figures come from `... 5 50 2 40`.
 set -euo pipefail
 
 WORK=${1:-/tmp/autoseg_agreement}
