@@ -18,6 +18,7 @@ from pathlib import Path
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
+from autoseg.results_layout import FINAL_CHECKPOINT
 from AutoSegCoreLib.case_export import export_case
 from AutoSegCoreLib.dataset_folder import DatasetInfo, create_dataset, open_dataset
 from AutoSegCoreLib.process_runner import default_python
@@ -109,5 +110,5 @@ class AutoSegTrainEndToEndTest(ScriptedLoadableModuleTest):
                 run.cancel(block=True)
             self.assertTrue(run.is_finished, "training did not finish in time")
             self.assertIsNone(run.failed_message)
-            self.assertTrue((steps[-1].fold_dir / "checkpoint_final.pth").is_file())
+            self.assertTrue((steps[-1].fold_dir / FINAL_CHECKPOINT).is_file())
         self.delayDisplay("End-to-end test passed")
