@@ -1,24 +1,35 @@
-"""Benchmark: seconds per case and peak memory of prediction (hippocampus full/fast, CT-sized volume).
+"""Benchmark: seconds per case and peak memory of prediction, every backend side by side in one run.
 
 Every scenario runs in its own Python process, so its peak RSS (``ru_maxrss``) is its own and the
 "incl. start-up" figure contains interpreter start, imports and model loading, as a user sees it.
+Backends are given as BACKEND:PRECISION (``torch:fp32`` is what AVX2 CPUs get today, ``torch:auto``
+is bf16 autocast on CPUs with native bf16, ``openvino:auto`` is what ``--backend auto`` runs on the
+CPU); runtimes that are not installed are left out with a note. A runtime converts its network once
+(the first scenario's "load" includes it) and reuses the cache in the model folder afterwards.
 
 - Hippocampus (3d_fullres): ``--model`` names a trained model folder; without it the shared
   Dataset004_Hippocampus is planned into a temporary folder (like bench/train_speed.py) and a
   model folder with random weights is built from the real plan (speed and memory only; Dice is
   printed when ``--model`` is given, on the validation cases of ``--splits`` if given).
   Full mode: mirroring TTA, step 0.5, every given fold. Fast mode (``autoseg predict --fast``):
-  no TTA, step 0.75, the first fold.
+  no TTA, step 0.75, the first fold. Label agreement with the torch fp32 run is printed per backend.
 - CT-sized: one synthetic 512x512x300 volume (int16 HU, 0.8x0.8x1.5 mm) through a hand-made
   3d_fullres-like plan (6 stages, 32..320 features, patch 64x128x128 by default) with random
-  weights, read from and written to .nii.gz. The issue's bound: peak RSS under 8 GB on the CPU.
+  weights, read from and written to .nii.gz, in fast mode. Each step's time and share is printed
+  (read, preprocess, network, window, resample back, argmax, write; bench/predict_steps.py).
+  Targets (issue 15): <= 120 s and <= 3 GB peak RSS on the 2-core CPU.
 
 For scale, the reference implementation on the same 2-core machine
 (bench/reference/run_reference_prediction.sh, one fold, TTA): 100 hippocampus cases in 322 s,
 3.2 s per case including start-up, 809 MB peak; about 1.9 s per case of network passes.
 
+The one command for the README table (on a quiet machine):
+
+    python bench/predict.py
+
     python bench/predict.py [--model FOLDER] [--folds 0 1 ...] [--cases 5] [--splits FILE]
-        [--device cpu|cuda] [--precision auto|fp32] [--skip-hippocampus] [--skip-ct]
+        [--device cpu|cuda] [--backends torch:fp32 torch:auto openvino:auto ...]
+        [--ct-backends openvino:auto torch:auto] [--skip-hippocampus] [--skip-ct]
         [--ct-size 512 512 300] [--ct-patch 64 128 128] [--ct-step 0.75] [--ct-tta]
 """
 
@@ -36,11 +47,23 @@ from typing import Any
 import numpy as np
 
 from peak_memory import peak_rss_mb
+from predict_steps import PEAKS, print_steps, profiled_prediction
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 HIPPOCAMPUS = "Dataset004_Hippocampus"
 MODEL_NAME = "AutoSegTrainer__AutoSegPlans__3d_fullres"
 CT_SPACING_XYZ = (0.8, 0.8, 1.5)
+HIPPOCAMPUS_BACKENDS = [
+    "torch:fp32",
+    "torch:auto",
+    "openvino:fp32",
+    "openvino:auto",
+    "onnxruntime:fp32",
+]
+CT_BACKENDS = ["openvino:auto", "torch:auto"]
+REFERENCE_BACKEND = "torch:fp32"  # what agreement is measured against
+CT_MEMORY_TARGET_GB = 3.0
+CT_SECONDS_TARGET = 120.0
 
 
 # ------------------------------------------------------------------------------------ worker
@@ -53,21 +76,25 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from autoseg.inference.predictor import PredictionOptions, Predictor
 
     started = time.perf_counter()
+    backend, precision = spec["backend"].split(":")
     options = PredictionOptions(
         step=spec["step"],
         mirror_tta=spec["tta"],
         device=spec["device"],
-        precision=spec["precision"],
+        precision=precision,
+        backend=backend,
     )
     predictor = Predictor.from_model_folder(Path(spec["model"]), options, spec["folds"])
     load_s = time.perf_counter() - started
     ending = predictor.model.dataset.file_ending
-    seconds = []
+    seconds, steps = [], None
     for case_id, files in spec["cases"]:
         t0 = time.perf_counter()
-        predictor.predict_files(
-            [Path(f) for f in files], Path(spec["output"]) / f"{case_id}{ending}"
-        )
+        target = Path(spec["output"]) / f"{case_id}{ending}"
+        if spec.get("profile"):
+            steps = profiled_prediction(predictor, [Path(f) for f in files], target)
+        else:
+            predictor.predict_files([Path(f) for f in files], target)
         if predictor.device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
@@ -78,8 +105,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "gpu_peak_mb": gpu_mb,
         "device": str(predictor.device),
-        "bf16": not isinstance(predictor.networks[0], torch.nn.Module),
+        "runs": predictor.backend_description,
         "folds": list(predictor.model.folds),
+        "steps": steps,
+        "peaks": dict(PEAKS),
     }
 
 
@@ -232,22 +261,47 @@ def dice_of(prediction: Path, data: Path) -> float:
     return float(summary["foreground_mean"]["Dice"])
 
 
-def report(name: str, result: dict[str, Any], dice: float | None = None) -> None:
+def available(backends: list[str]) -> list[str]:
+    """The BACKEND:PRECISION entries whose runtime is installed (the others with a note)."""
+    from autoseg.inference.backends.base import RUNTIMES
+    from autoseg.inference.backends.selection import runtime_installed
+
+    kept = []
+    for entry in backends:
+        backend = entry.split(":")[0]
+        if backend in RUNTIMES and not runtime_installed(backend):
+            print(f"(skipping {entry}: {backend} is not installed; pip install 'autoseg[cpu]')")
+            continue
+        kept.append(entry)
+    return kept
+
+
+def label_agreement(folder: Path, reference: Path) -> float:
+    """Fraction of voxels with the same label as the reference run, over all cases."""
+    import SimpleITK as sitk
+
+    same = total = 0
+    for file in sorted(reference.glob("*.nii.gz")):
+        ours = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / file.name)))
+        theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(file)))
+        same += int((ours == theirs).sum())
+        total += theirs.size
+    return same / total
+
+
+def report(name: str, result: dict[str, Any], extra: str = "") -> None:
     seconds = result["case_s"]
     n = len(seconds)
     steady = seconds[1:] or seconds
     gpu = f", GPU peak {result['gpu_peak_mb']:.0f} MB" if result["gpu_peak_mb"] else ""
-    quality = f", foreground Dice {dice:.4f}" if dice is not None else ""
     print(
-        f"{name:<22} {n} case(s) on {result['device']} (folds {result['folds']}, "
-        f"bf16 {result['bf16']}): {sum(seconds) / n:6.2f} s/case (steady {np.mean(steady):.2f}), "
-        f"{result['wall_s'] / n:6.2f} s/case incl. start-up, load {result['load_s']:.1f} s, "
-        f"peak RSS {result['peak_rss_mb']:.0f} MB{gpu}{quality}"
+        f"{name:<34} {sum(seconds) / n:7.2f} s/case (steady {np.mean(steady):.2f}), "
+        f"{result['wall_s'] / n:6.2f} incl. start-up, load {result['load_s']:.1f} s, "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB{gpu}{extra}  [{result['runs']}]"
     )
 
 
-def bench_hippocampus(args: argparse.Namespace, root: Path, data: Path) -> dict[str, Any]:
-    """Full and fast mode; returns the plans used (the CT plan starts from them)."""
+def _hippocampus_model(args: argparse.Namespace, root: Path, data: Path) -> tuple[Path, list]:
     if args.model:
         model = Path(args.model)
         folds = args.folds or sorted(
@@ -255,11 +309,16 @@ def bench_hippocampus(args: argparse.Namespace, root: Path, data: Path) -> dict[
             for p in model.glob("fold_*")
             if (p / "checkpoint_final.pth").is_file()
         )
-    else:
-        plans = hippocampus_plans(root / "plan", data)
-        dataset = json.loads((data / HIPPOCAMPUS / "dataset.json").read_text(encoding="utf-8"))
-        folds = args.folds or ["0"]
-        model = _save_random_model(root / "hippo" / MODEL_NAME, plans, dataset, folds)
+        return model, folds
+    plans = hippocampus_plans(root / "plan", data)
+    dataset = json.loads((data / HIPPOCAMPUS / "dataset.json").read_text(encoding="utf-8"))
+    folds = args.folds or ["0"]
+    return _save_random_model(root / "hippo" / MODEL_NAME, plans, dataset, folds), folds
+
+
+def bench_hippocampus(args: argparse.Namespace, root: Path, data: Path) -> dict[str, Any]:
+    """Full and fast mode, every backend; returns the plans used (the CT plan starts from them)."""
+    model, folds = _hippocampus_model(args, root, data)
     plans = json.loads((model / "plans.json").read_text(encoding="utf-8"))
     if args.skip_hippocampus:
         return plans
@@ -267,44 +326,67 @@ def bench_hippocampus(args: argparse.Namespace, root: Path, data: Path) -> dict[
     cases = hippocampus_cases(data, args.cases, splits, folds[0])
     modes = {"full": (0.5, True, folds), "fast": (0.75, False, folds[:1])}
     for mode, (step, tta, mode_folds) in modes.items():
-        output = root / f"hippo_{mode}"
-        spec = {
-            "name": f"hippocampus {mode}",
-            "model": str(model),
-            "folds": mode_folds,
-            "step": step,
-            "tta": tta,
-            "device": args.device,
-            "precision": args.precision,
-            "cases": cases,
-            "output": str(output),
-        }
-        result = scenario(spec)
-        report(f"hippocampus {mode}", result, dice_of(output, data) if args.model else None)
+        print(f"hippocampus {mode} mode ({len(cases)} cases, folds {mode_folds}):")
+        reference: tuple[Path, float] | None = None
+        for backend in available(args.backends):
+            output = root / f"hippo_{mode}_{backend.replace(':', '_')}"
+            spec = {
+                "name": f"hippocampus {mode} {backend}",
+                "model": str(model),
+                "folds": mode_folds,
+                "step": step,
+                "tta": tta,
+                "device": args.device,
+                "backend": backend,
+                "cases": cases,
+                "output": str(output),
+            }
+            result = scenario(spec)
+            per_case = sum(result["case_s"]) / len(cases)
+            extra = f", Dice {dice_of(output, data):.4f}" if args.model else ""
+            if backend == REFERENCE_BACKEND:
+                reference = (output, per_case)
+            elif reference is not None:
+                extra += (
+                    f", {reference[1] / per_case:.2f}x torch fp32, labels equal "
+                    f"{100 * label_agreement(output, reference[0]):.3f} %"
+                )
+            report(f"  {backend}", result, extra)
     return plans
 
 
 def bench_ct(args: argparse.Namespace, root: Path, template: dict[str, Any]) -> None:
     model = ct_model(root, template, args)
     volume = write_ct_volume(root / "ct_0000.nii.gz", list(args.ct_size))
-    spec = {
-        "name": "CT",
-        "model": str(model),
-        "folds": ["0"],
-        "step": args.ct_step,
-        "tta": args.ct_tta,
-        "device": args.device,
-        "precision": args.precision,
-        "cases": [("ct", [str(volume)])],
-        "output": str(root / "ct_out"),
-    }
-    result = scenario(spec)
     size = "x".join(str(s) for s in args.ct_size)
     patch = "x".join(str(s) for s in args.ct_patch)
-    label = f"CT {size} (patch {patch}, step {args.ct_step}, TTA {args.ct_tta})"
-    report(label, result)
-    verdict = "within" if result["peak_rss_mb"] < 8 * 1024 else "ABOVE"
-    print(f"  peak RSS {result['peak_rss_mb'] / 1024:.2f} GB: {verdict} the 8 GB bound")
+    print(f"CT {size} (patch {patch}, step {args.ct_step}, TTA {args.ct_tta}), one fold:")
+    for backend in available(args.ct_backends):
+        spec = {
+            "name": f"CT {backend}",
+            "model": str(model),
+            "folds": ["0"],
+            "step": args.ct_step,
+            "tta": args.ct_tta,
+            "device": args.device,
+            "backend": backend,
+            "cases": [("ct", [str(volume)])],
+            "output": str(root / f"ct_out_{backend.replace(':', '_')}"),
+            "profile": True,
+        }
+        result = scenario(spec)
+        report(f"  {backend}", result)
+        print_steps(result["steps"], result.get("peaks"))
+        seconds, memory_gb = result["case_s"][0], result["peak_rss_mb"] / 1024
+        verdict = (
+            "meets"
+            if seconds <= CT_SECONDS_TARGET and memory_gb <= CT_MEMORY_TARGET_GB
+            else "MISSES"
+        )
+        print(
+            f"    {seconds:.0f} s, peak RSS {memory_gb:.2f} GB: {verdict} the target "
+            f"(<= {CT_SECONDS_TARGET:.0f} s, <= {CT_MEMORY_TARGET_GB:.0f} GB)"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -316,7 +398,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cases", type=int, default=5, help="hippocampus cases to predict")
     parser.add_argument("--splits", default=None, help="splits_final.json: use validation cases")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"))
+    parser.add_argument(
+        "--backends", nargs="+", default=HIPPOCAMPUS_BACKENDS, help="BACKEND:PRECISION each"
+    )
+    parser.add_argument("--ct-backends", nargs="+", default=CT_BACKENDS, help="for the CT case")
     parser.add_argument("--data", default=str(SHARED), help="folder holding Dataset004_Hippocampus")
     parser.add_argument("--skip-hippocampus", action="store_true")
     parser.add_argument("--skip-ct", action="store_true")

@@ -62,7 +62,9 @@ class OpenVinoBackend:
             return ov.Core().read_model(model=files[".xml"], weights=files[".bin"])
 
         model = load_or_build(entry, lambda scratch: _convert(request, scratch), load)
-        return cls(model, request.precision, threads)
+        backend = cls(model, request.precision, threads)
+        backend._request(tuple(request.input_shape))  # compile now: loading, not the first case
+        return backend
 
     def _request(self, shape: tuple[int, ...]) -> ov.InferRequest:
         request = self.requests.get(shape)
