@@ -37,6 +37,8 @@ MODEL_FOLDER_SEPARATOR = "__"
 MODEL_FOLDER_PATTERN = "*__*__*"  # glob for the model folders of a dataset's results folder
 # Inside a model folder, besides DATASET_JSON (the dataset's own dataset.json, copied).
 PLANS_FILE = "plans.json"
+# The dataset fingerprint: written to the preprocessed dataset folder, copied into a model folder.
+FINGERPRINT_FILE = "dataset_fingerprint.json"
 MODEL_FILES = (PLANS_FILE, DATASET_JSON)  # what every model folder holds (and a run needs)
 FOLD_PREFIX = "fold_"
 ALL_FOLDS = "all"  # fold_all: trained on every case

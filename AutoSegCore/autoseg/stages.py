@@ -26,7 +26,7 @@ from autoseg.planning import (
     extract_fingerprint,
     plan_experiment,
 )
-from autoseg.planning.fingerprint import FINGERPRINT_FILE, planned_from, stale_reason
+from autoseg.planning.fingerprint import planned_from, stale_reason
 from autoseg.planning.plans_transfer import (
     added_labels,
     read_model_plans,
@@ -37,6 +37,7 @@ from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import Plans
 from autoseg.preprocessing import preprocess_dataset
 from autoseg.progress import ProgressCallback, no_progress
+from autoseg.results_layout import FINGERPRINT_FILE
 
 
 @dataclass(frozen=True)

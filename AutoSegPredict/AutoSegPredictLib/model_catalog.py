@@ -5,7 +5,7 @@ model, inside Slicer's process, where torch must not load; and it must refuse a 
 ``autoseg predict -m`` would refuse, instead of failing only after the engine has started. So the
 folder is checked with the engine's rules themselves (one rule, one definition), all torch-free:
 
-- ``autoseg.inference.recommended.is_dataset_results_folder`` tells a dataset's results folder
+- ``autoseg.inference.recommendation.is_dataset_results_folder`` tells a dataset's results folder
   from one model folder, and ``read_recommendation`` reads ``inference_information.json``, as
   written by ``autoseg find_best_configuration`` or by ``nnUNetv2_find_best_configuration`` (then
   with the ``postprocessing.json`` nnU-Net writes beside its pickle);
@@ -42,11 +42,7 @@ from autoseg.inference.model_files import (
     open_model_files,
     previous_stage_folder,
 )
-from autoseg.inference.recommended import (
-    INFORMATION_FILE,
-    is_dataset_results_folder,
-    read_recommendation,
-)
+from autoseg.inference.recommendation import is_dataset_results_folder, read_recommendation
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.labels import IGNORE_NAME, LabelSpec, parse_labels
 from autoseg.model_listing import ModelInfo, list_models
@@ -54,6 +50,7 @@ from autoseg.model_sharing import import_model
 from autoseg.model_zip_layout import archive_problems
 from autoseg.results_layout import (
     FINAL_CHECKPOINT,
+    INFORMATION_FILE,
     is_version_folder,
     named_model_folder,
     split_model_folder_name,

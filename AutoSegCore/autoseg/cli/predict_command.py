@@ -51,7 +51,7 @@ from autoseg.inference.folder_prediction import (
     PredictJob,
     predict,
 )
-from autoseg.inference.recommended import is_dataset_results_folder
+from autoseg.inference.recommendation import is_dataset_results_folder
 from autoseg.interop.nnunet_plans import NNUNET_PLANS, NNUNET_TRAINER
 from autoseg.out_of_memory import PREDICTION_ADVICE, out_of_memory_reported, report_as_json_event
 from autoseg.paths import resolve_dataset_name

@@ -16,13 +16,12 @@ from autoseg import __version__
 from autoseg.atomic import write_json_atomic
 from autoseg.errors import AutoSegError
 from autoseg.inference.folder_prediction import ARGS_FILE, CASES_STAGE, PredictJob, predict
+from autoseg.inference.recommendation import Recommendation, read_recommendation
 from autoseg.inference.recommended import (
     ModelStep,
     PredictModel,
-    Recommendation,
     RecommendedRun,
     predict_recommended,
-    read_recommendation,
 )
 from autoseg.progress import ProgressCallback
 

@@ -35,7 +35,6 @@ from autoseg.plans import IntensityStats, Plans
 from autoseg.progress import ProgressCallback, no_progress
 from autoseg.provenance import case_sources, describe_case_changes, settings_digest
 
-FINGERPRINT_FILE = "dataset_fingerprint.json"
 TOTAL_VALUE_BUDGET = 20_000_000
 MIN_VALUES_PER_CASE = 10_000
 SAMPLING_SEED = 1234

@@ -38,9 +38,9 @@ from autoseg.inference.export import logits_to_segmentation
 from autoseg.inference.model_folder import ModelFolder
 from autoseg.inference.predictor import PredictionOptions, Predictor
 from autoseg.model_listing import read_fold_cases
-from autoseg.planning.fingerprint import FINGERPRINT_FILE, DatasetFingerprint
+from autoseg.planning.fingerprint import DatasetFingerprint
 from autoseg.preprocessing.storage import case_ids, load_case
-from autoseg.results_layout import FOLD_CASES_FILE, fold_folder_name
+from autoseg.results_layout import FINGERPRINT_FILE, FOLD_CASES_FILE, fold_folder_name
 from autoseg.training.job import TrainingJob
 from autoseg.training.run_log import RunLog, jsonable
 from autoseg.training.validation import VALIDATION_FOLDER, ValidationSetup

@@ -15,10 +15,14 @@ from pathlib import Path
 from autoseg.dataset import DATASET_JSON, DatasetSpec, load_dataset_json
 from autoseg.errors import AutoSegError
 from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
-from autoseg.planning.fingerprint import FINGERPRINT_FILE
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import PLANS_FILE, fold_folder_name, model_folder_name
+from autoseg.results_layout import (
+    FINGERPRINT_FILE,
+    PLANS_FILE,
+    fold_folder_name,
+    model_folder_name,
+)
 from autoseg.training.settings import TrainingSettings
 
 TRAINER_NAME = "AutoSegTrainer"

@@ -27,7 +27,7 @@ CASCADE = "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres"
 def test_importing_the_check_does_not_load_torch() -> None:
     """The Slicer Predict module imports it inside Slicer's process, where torch must not load."""
     code = (
-        "import sys, autoseg.inference.model_files, autoseg.inference.recommended; "
+        "import sys, autoseg.inference.model_files, autoseg.inference.recommendation; "
         "print('torch' in sys.modules)"
     )
     result = subprocess.run(

@@ -20,12 +20,8 @@ from autoseg.cli import main
 from autoseg.dataset import load_dataset_json
 from autoseg.image_formats import Geometry
 from autoseg.inference.export import save_probabilities, write_segmentation
-from autoseg.inference.recommended import (
-    INFORMATION_FILE,
-    MODELS_DIR,
-    Recommendation,
-    read_recommendation,
-)
+from autoseg.inference.recommendation import Recommendation, read_recommendation
+from autoseg.inference.recommended import MODELS_DIR
 from autoseg.model_selection import (
     ENSEMBLES_DIR,
     crossval_folder_name,
@@ -35,6 +31,7 @@ from autoseg.model_selection import (
 from autoseg.model_sharing import export_model, import_model
 from autoseg.paths import DataRoots
 from autoseg.postprocessing import POSTPROCESSING_FILE, Postprocessing, PostprocessingRule
+from autoseg.results_layout import INFORMATION_FILE
 from autoseg.selection_report import Candidate, SelectionResult, SelectionSetup
 
 FOLDS = (0, 1)

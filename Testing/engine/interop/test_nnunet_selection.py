@@ -24,7 +24,7 @@ from Testing.engine.interop.nnunet_reference import (
 
 from autoseg.cli import main
 from autoseg.errors import AutoSegError
-from autoseg.inference.recommended import read_recommendation
+from autoseg.inference.recommendation import read_recommendation
 from autoseg.interop.nnunet_selection import postprocessing_json_from_nnunet
 from autoseg.postprocessing import Postprocessing, PostprocessingRule
 
