@@ -30,6 +30,8 @@ from autoseg.interop.nnunet_selection import (
     SELECTED,
     is_nnunet_information,
     nnunet_recommendation,
+    postprocessing_json_from_nnunet,
+    postprocessing_json_to_nnunet,
 )
 from autoseg.interop.nnunet_weights import autoseg_state_dict, nnunet_state_dict
 from autoseg.model_zip_layout import archive_problems
@@ -335,3 +337,17 @@ def test_the_model_selection_is_exported_in_nnunets_schema(
     assert [m.name for m in models] == [EXPORTED.format(c) for c in ("3d_fullres", "2d")]
     assert (name, folds) == (ensemble.removesuffix("___0_1"), ("0", "1"))
     assert rules == dataset / "ensembles" / ensemble / "postprocessing.json"
+
+
+def test_postprocessing_rules_translate_both_ways() -> None:
+    rules = [
+        {"kind": "largest_foreground", "region": None},
+        {"kind": "largest_per_region", "region": [2]},
+        {"kind": "largest_per_region", "region": [1, 2]},
+    ]
+    nnunet = postprocessing_json_to_nnunet({"rules": rules, "before": {}, "after": {}}, (1, 2))
+    assert nnunet["postprocessing_fns"] == [KEEP_LARGEST] * 3
+    assert [k["labels_or_regions"] for k in nnunet["postprocessing_kwargs"]] == [[1, 2], 2, [1, 2]]
+    back = postprocessing_json_from_nnunet(nnunet, "postprocessing.json")["rules"]
+    # nnU-Net has no "whole foreground" rule of its own: it is the region of every label.
+    assert [rule["region"] for rule in back] == [[1, 2], [2], [1, 2]]
