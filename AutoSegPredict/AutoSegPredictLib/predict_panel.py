@@ -22,7 +22,6 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from AutoSegCoreLib.case_export import NewLabelsNeedConfirmation
 from AutoSegCoreLib.channel_selectors import ChannelSelectors
 from AutoSegCoreLib.dependency_install import ensure_engine_dependencies
 from AutoSegCoreLib.device_detection import (
@@ -32,6 +31,7 @@ from AutoSegCoreLib.device_detection import (
 )
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
+from AutoSegPredictLib.correction_panel import CorrectionPanel
 from AutoSegPredictLib.model_catalog import (
     ModelDescription,
     describe_model,
@@ -41,11 +41,6 @@ from AutoSegPredictLib.model_catalog import (
 )
 from AutoSegPredictLib.predict_logic import INPUT_REMOVED, default_input_volume
 from AutoSegPredictLib.predict_logic import AutoSegPredictLogic as _PredictionLogic
-from AutoSegPredictLib.training_case import (
-    SEGMENT_EDITOR_MODULE,
-    Correction,
-    find_training_dataset,
-)
 
 POLL_INTERVAL_MS = 200
 LOG_LINES = 2000  # the log box keeps the last lines of the engine's output
@@ -89,8 +84,6 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self._jobVolume = None
         self._jobVolumes: list = []
-        self._correction: Correction | None = None
-        self._editing = False
         self._devices: concurrent.futures.Future[DeviceInfo] | None = None
         self._timer = qt.QTimer()
 
@@ -116,7 +109,12 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.modelListComboBox.connect("currentIndexChanged(int)", self.onModelListChosen)
-        self.ui.correctButton.connect("clicked(bool)", self.onCorrect)
+        self._corrections = CorrectionPanel(
+            self.ui,
+            rawRoots=lambda: [self.preferences.raw_folder, _environmentFolder(NNUNET_RAW)],
+            defaultFolder=lambda: self.preferences.raw_folder,
+            refreshButtons=self.updateButtons,
+        )
         self.ui.logTextEdit.setMaximumBlockCount(LOG_LINES)
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
@@ -145,7 +143,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._job is not None:  # its input volume is about to go: nothing to import into
             self._cancelJob(_("Cancelled: the scene was closed."))
-        self._endCorrection()
+        self._corrections.end()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -257,7 +255,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = self._model is not None and all(self._inputVolumes())
         self.ui.segmentButton.enabled = ready and not running
         self.ui.cancelButton.enabled = running
-        self.ui.correctButton.enabled = self._correction is not None and not running
+        self.ui.correctButton.enabled = self._corrections.available and not running
         if not ready and not running:
             self.ui.segmentButton.toolTip = _("Choose a model and a volume for every channel.")
         else:
@@ -268,7 +266,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation.")):
             if not ensure_engine_dependencies("AutoSegPredict", self.preferences.python_executable):
                 return
-            self._endCorrection()
+            self._corrections.end()
             self._jobVolume = self.ui.inputVolumeSelector.currentNode()
             self._jobVolumes = self._inputVolumes()
             self._job = self.logic.start_segmentation(
@@ -330,64 +328,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 name=segmentation.GetName(), seconds=job.elapsed_seconds
             )
             dataset = self._model.training_dataset if self._model else ""
-            self._correction = Correction(segmentation, tuple(self._jobVolumes), dataset)
-            self.updateButtons()
-
-    # Correct and add as training case --------------------------------------------------------
-
-    def onCorrect(self) -> None:
-        """First click: correct in the Segment Editor; second click: add as a training case."""
-        correction = self._correction
-        if correction is None or not correction.still_in_scene:
-            self._endCorrection()
-            self.ui.statusLabel.text = _("The segmentation or its volume is gone; segment again.")
-            return
-        if not self._editing:
-            correction.open_editor()
-            slicer.util.selectModule(SEGMENT_EDITOR_MODULE)
-            self._editing = True
-            self.ui.correctButton.text = _("Add as training case")
-            self.ui.statusLabel.text = _(
-                "Correct the segmentation in the Segment Editor, then come back here and click "
-                "'Add as training case'."
-            )
-            return
-        with slicer.util.tryWithErrorDisplay(
-            _("Could not add the training case."), waitCursor=True
-        ):
-            folder = self._trainingDataset(correction.dataset_name)
-            exported = self._addCase(correction, folder) if folder else None
-            if exported is not None:
-                self.ui.statusLabel.text = _("Added case {case} to {dataset}.").format(
-                    case=exported.case_id, dataset=folder.name
-                )
-                self._endCorrection()
-
-    def _trainingDataset(self, name: str) -> Path | None:
-        """The model's raw dataset: found under the raw folders, else chosen by the user."""
-        roots = [self.preferences.raw_folder, _environmentFolder(NNUNET_RAW)]
-        found = find_training_dataset(name, roots)
-        if found is not None:
-            return found
-        chosen = qt.QFileDialog.getExistingDirectory(
-            self.parent,
-            _("Choose the raw dataset folder of {name}").format(name=name or _("the model")),
-            str(self.preferences.raw_folder),
-        )
-        return Path(chosen) if chosen else None
-
-    def _addCase(self, correction: Correction, folder: Path):
-        try:
-            return correction.add_case(folder)
-        except NewLabelsNeedConfirmation as question:
-            if not slicer.util.confirmOkCancelDisplay(str(question)):
-                return None
-            return correction.add_case(folder, allow_new_labels=True)
-
-    def _endCorrection(self) -> None:
-        self._correction, self._editing = None, False
-        self.ui.correctButton.text = _("Correct and add as training case")
-        self.updateButtons()
+            self._corrections.offer(segmentation, tuple(self._jobVolumes), dataset)
 
     def _resetProgress(self) -> None:
         self.ui.progressBar.setRange(0, 100)

@@ -200,11 +200,15 @@ class FakeSlicer:
         return self.errors.pop()[1]
 
     def load(self, name: str) -> types.ModuleType:
-        """Import the module file and its panel afresh (they bind the fake qt).
+        """Import the module file and its panel files afresh (they bind the fake qt).
 
-        The engine's processes (device probe, installs) are replaced in the panel module.
+        Panel files (``<name>Lib.*_panel``: the widget and the parts of it kept in their own
+        files) hold the Slicer wiring, so each test imports them with its own stand-ins; the
+        Qt-free logic modules stay as they are. The engine's processes (device probe, installs)
+        are replaced in the panel module.
         """
-        for loaded in (name, PANELS[name], SELF_TESTS[name]):
+        panels = [m for m in sys.modules if m.startswith(f"{name}Lib.") and m.endswith("_panel")]
+        for loaded in (name, PANELS[name], SELF_TESTS[name], *panels):
             self.monkeypatch.delitem(sys.modules, loaded, raising=False)
         module = importlib.import_module(name)
         self.monkeypatch.setitem(sys.modules, name, module)
