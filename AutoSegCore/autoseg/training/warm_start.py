@@ -26,10 +26,16 @@ from typing import Any
 import torch
 
 from autoseg.checkpoint import FINAL, load_checkpoint
+from autoseg.dataset import DATASET_JSON
 from autoseg.errors import AutoSegError
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
-from autoseg.planning.plans_transfer import ModelPlans, added_labels, read_model_plans
+from autoseg.planning.plans_transfer import (
+    ORIGIN_KEY,
+    ModelPlans,
+    added_labels,
+    read_model_plans,
+)
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.preprocessing.normalization import SCHEMES_USING_DATASET_STATISTICS
 from autoseg.results_layout import fold_folder_name
@@ -114,7 +120,7 @@ def find_source(job: TrainingJob) -> WarmStartSource:
     if job.settings.from_model is None:
         raise AutoSegError("find_source needs settings.from_model (the model to start from)")
     model = read_model_plans(Path(job.settings.from_model))
-    where = str(job.preprocessed_dir / "dataset.json")
+    where = str(job.preprocessed_dir / DATASET_JSON)
     added = added_labels(model, job.dataset, where)
     differences = plans_differences(model, job.plans, job.configuration)
     if differences:
@@ -129,7 +135,7 @@ def find_source(job: TrainingJob) -> WarmStartSource:
 
 
 def _read_state(source: WarmStartSource) -> dict[str, Any]:
-    if source.model.plans.extra.get("origin") == NNUNET_ORIGIN:
+    if source.model.plans.extra.get(ORIGIN_KEY) == NNUNET_ORIGIN:
         return load_nnunet_checkpoint(source.checkpoint).as_autoseg_state()
     return load_checkpoint(source.checkpoint)
 
