@@ -50,13 +50,14 @@ from autoseg.model_sharing import import_model
 from autoseg.model_zip_layout import archive_problems
 from autoseg.results_layout import (
     FINAL_CHECKPOINT,
+    FOLD_PREFIX,
     INFORMATION_FILE,
+    PLANS_FILE,
     is_version_folder,
     named_model_folder,
     split_model_folder_name,
 )
 
-_FOLD_PREFIX = "fold_"
 # dataset.json read from a zip before import: a real one is a few kB.
 _MAX_DATASET_JSON_BYTES = 1 << 20
 TOOL_NAMES = {AUTOSEG_ORIGIN: "AutoSeg", NNUNET_ORIGIN: "nnU-Net v2"}
@@ -179,7 +180,7 @@ def _not_a_model_message(path: Path) -> str:
     """A folder neither kind of model folder: say what was expected and where to go instead."""
     hint = ""
     datasets = sorted(c.name for c in path.iterdir() if c.is_dir() and c.name.startswith("Dataset"))
-    if path.name.startswith(_FOLD_PREFIX) and _named_like_a_model(path.parent):
+    if path.name.startswith(FOLD_PREFIX) and _named_like_a_model(path.parent):
         hint = f" It looks like one fold; choose its parent folder {path.parent}."
     elif datasets:
         hint = f" It looks like a results root; choose one of: {', '.join(datasets[:10])}."
@@ -404,11 +405,11 @@ def _zip_labels(archive: zipfile.ZipFile, member: str) -> dict[str, int]:
 
 def _zip_models(names: list[str], top: str) -> dict[str, tuple[str, ...]]:
     parts = [name.split("/") for name in names]
-    models = sorted({p[1] for p in parts if len(p) == 3 and p[0] == top and p[2] == "plans.json"})
+    models = sorted({p[1] for p in parts if len(p) == 3 and p[0] == top and p[2] == PLANS_FILE})
     return {
         model: tuple(
             sorted(
-                p[2].removeprefix(_FOLD_PREFIX)
+                p[2].removeprefix(FOLD_PREFIX)
                 for p in parts
                 if len(p) == 4 and p[1] == model and p[3] == FINAL_CHECKPOINT
             )
