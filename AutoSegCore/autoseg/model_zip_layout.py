@@ -35,6 +35,7 @@ from autoseg.image_io import supported_file_endings
 from autoseg.results_layout import (
     CROSSVAL_PATTERN,
     ENSEMBLES_DIR,
+    FINGERPRINT_FILE,
     FOLD_PREFIX,
     INFORMATION_FILE,
     INSTRUCTIONS_FILE,
@@ -44,7 +45,7 @@ from autoseg.results_layout import (
 )
 
 DATASET_FOLDER = re.compile(r"Dataset\d{3,}_[^/\\:]+")
-OPTIONAL_MODEL_FILES = ("dataset_fingerprint.json",)
+OPTIONAL_MODEL_FILES = (FINGERPRINT_FILE,)
 # Written by postprocessing / best-configuration search, at dataset level or in a model folder.
 SHARED_FILES = (POSTPROCESSING_FILE, INFORMATION_FILE, INSTRUCTIONS_FILE)
 FOLD_FILES = ("training_settings.json", "network.txt", "progress.png")

@@ -75,6 +75,8 @@ def test_layout_names_are_defined_only_here() -> None:
         layout.FOLD_PREFIX,
         layout.MODEL_FOLDER_PATTERN,
         layout.CROSSVAL_PREFIX,
+        layout.FINGERPRINT_FILE,
+        layout.POSTPROCESSING_FILE,
     }
     files = [*ENGINE.rglob("*.py"), *(f for d in SLICER_SIDE for f in d.rglob("*.py"))]
     again = {
