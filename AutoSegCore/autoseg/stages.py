@@ -18,6 +18,7 @@ from autoseg.case_checks import CaseRules, dataset_is_2d
 from autoseg.dataset import DATASET_JSON, CaseFiles, DatasetSpec, load_dataset_json, training_cases
 from autoseg.errors import AutoSegError
 from autoseg.image_io import ImageReaderWriter, choose_reader_writer
+from autoseg.inference.model_files import read_model_plans
 from autoseg.paths import DataRoots, make_folder, resolve_dataset_name
 from autoseg.planning import (
     DatasetFingerprint,
@@ -27,12 +28,7 @@ from autoseg.planning import (
     plan_experiment,
 )
 from autoseg.planning.fingerprint import planned_from, stale_reason
-from autoseg.planning.plans_transfer import (
-    added_labels,
-    read_model_plans,
-    transfer_plans,
-    transferred_from,
-)
+from autoseg.planning.plans_transfer import added_labels, transfer_plans, transferred_from
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.plans import Plans
 from autoseg.preprocessing import preprocess_dataset

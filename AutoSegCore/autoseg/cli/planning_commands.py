@@ -18,10 +18,10 @@ from autoseg.cli.common import (
 )
 from autoseg.cli.data_commands import print_problems
 from autoseg.errors import AutoSegError
+from autoseg.inference.model_files import model_configuration
 from autoseg.integrity import verify_or_raise
 from autoseg.plan_summary import format_plans
 from autoseg.planning import PlannerOptions, get_preset
-from autoseg.planning.plans_transfer import model_configuration
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.stages import (
     DatasetFolders,

@@ -39,7 +39,7 @@ from autoseg.results_layout import (
 AUTOSEG_ORIGIN = "autoseg"
 
 
-def _parse_folder_name(path: Path) -> str:
+def model_configuration(path: Path) -> str:
     """The configuration from a folder named ``<trainer>__<plans>__<configuration>`` (for a kept
     version ``<model folder>/versions/<n>``, from the model folder's name)."""
     name = named_model_folder(path).name
@@ -119,6 +119,57 @@ def _load_plans(file: Path, configuration: str) -> tuple[Plans, str]:
 
 
 @dataclass(frozen=True)
+class ModelPlans:
+    """A model folder's plans and dataset description, read without its folds' weights.
+
+    What planning a dataset from a model (``--plans-from``) and a warm start need: how the model's
+    training data was prepared and what it predicts, whether or not a fold is trained.
+
+    Attributes:
+        folder: the model folder (``<trainer>__<plans>__<configuration>``, or a version kept in one).
+        configuration: the trained configuration, from the folder name.
+        plans: its plans (an nnU-Net model's translated into AutoSeg's).
+        dataset: its dataset.json (channels and labels the weights were trained for).
+        origin: who wrote the folder: "autoseg", or "nnunet" (an nnU-Net v2 model folder).
+    """
+
+    folder: Path
+    configuration: str
+    plans: Plans
+    dataset: DatasetSpec
+    origin: str = AUTOSEG_ORIGIN
+
+    @property
+    def config(self) -> ConfigurationPlan:
+        return self.plans.configuration(self.configuration)
+
+
+def read_model_plans(path: Path) -> ModelPlans:
+    """Check and read a model folder's name, plans.json and dataset.json (no folds needed).
+
+    Raises AutoSegError (one line naming the file and the fix) for a folder that is missing,
+    misnamed, or whose plans or dataset description is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise AutoSegError(
+            f"{path}: model folder not found. Fix: pass the folder training wrote "
+            "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
+        )
+    configuration = model_configuration(path)
+    _require_file(path / PLANS_FILE, "the plans the model was trained with")
+    _require_file(path / DATASET_JSON, "the dataset's labels and channels")
+    plans, origin = _load_plans(path / PLANS_FILE, configuration)
+    if configuration not in plans.configurations:
+        raise AutoSegError(
+            f"{path / PLANS_FILE}: has no configuration {configuration!r} (available: "
+            f"{', '.join(plans.configurations) or 'none'}). Fix: restore the plans.json that "
+            "was written together with this model."
+        )
+    return ModelPlans(path, configuration, plans, load_dataset_json(path / DATASET_JSON), origin)
+
+
+@dataclass(frozen=True)
 class ModelFiles:
     """A model folder whose files are complete and readable (checkpoints not opened yet).
 
@@ -160,25 +211,17 @@ def open_model_files(
     Raises AutoSegError (one line naming the file and the fix) for anything predict would refuse
     before reading a checkpoint.
     """
-    path = Path(path)
-    if not path.is_dir():
-        raise AutoSegError(
-            f"{path}: model folder not found. Fix: pass the folder training wrote "
-            "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
-        )
-    configuration = _parse_folder_name(path)
-    _require_file(path / PLANS_FILE, "the plans the model was trained with")
-    _require_file(path / DATASET_JSON, "the dataset's labels and channels")
-    plans, origin = _load_plans(path / PLANS_FILE, configuration)
-    if configuration not in plans.configurations:
-        raise AutoSegError(
-            f"{path / PLANS_FILE}: has no configuration {configuration!r} (available: "
-            f"{', '.join(plans.configurations) or 'none'}). Fix: restore the plans.json that "
-            "was written together with this model."
-        )
-    dataset = load_dataset_json(path / DATASET_JSON)
-    names = _select_folds(path, folds, checkpoint)
-    return ModelFiles(path, plans, dataset, configuration, names, checkpoint, origin)
+    model = read_model_plans(path)
+    names = _select_folds(model.folder, folds, checkpoint)
+    return ModelFiles(
+        model.folder,
+        model.plans,
+        model.dataset,
+        model.configuration,
+        names,
+        checkpoint,
+        model.origin,
+    )
 
 
 def previous_stage_folder(model_path: Path, previous_stage: str) -> Path:

@@ -12,93 +12,25 @@ tells the stages not to compare them with the new dataset's fingerprint.
 
 The dataset must have the model's channels, in the model's order; it may add label classes (the
 network's segmentation heads then start fresh when fine-tuning) but not drop or renumber the
-model's. An nnU-Net v2 model folder works too: its plans are translated on the way in.
+model's. An nnU-Net v2 model folder works too: its plans are translated on the way in. The model
+folder is read by ``autoseg.inference.model_files.read_model_plans``, the rule predict applies to
+a model folder's name, plans and dataset.json (torch-free; no trained fold needed).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from autoseg.dataset import DATASET_JSON, DatasetSpec, load_dataset_json
+from autoseg.dataset import DatasetSpec
 from autoseg.errors import AutoSegError
-from autoseg.interop.nnunet_plans import is_nnunet_plans, plans_from_nnunet
+from autoseg.inference.model_files import ModelPlans
 from autoseg.labels import IGNORE_NAME
-from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import PLANS_FILE, named_model_folder, split_model_folder_name
+from autoseg.plans import Plans
 
 PLANS_FROM_KEY = "plans_from"
 ORIGIN_KEY = "origin"
-
-
-@dataclass(frozen=True)
-class ModelPlans:
-    """What a model folder says about how its training data was prepared, and what it predicts.
-
-    Attributes:
-        folder: the model folder (``<trainer>__<plans>__<configuration>``, or a version kept in one).
-        configuration: the trained configuration, from the folder name.
-        plans: its plans (an nnU-Net model's translated into AutoSeg's).
-        dataset: its dataset.json (channels and labels the weights were trained for).
-    """
-
-    folder: Path
-    configuration: str
-    plans: Plans
-    dataset: DatasetSpec
-
-    @property
-    def config(self) -> ConfigurationPlan:
-        return self.plans.configuration(self.configuration)
-
-
-def model_configuration(folder: Path) -> str:
-    """The configuration a model folder (or a version kept in it) was trained for, by its name."""
-    try:
-        return split_model_folder_name(named_model_folder(folder).name)[2]
-    except ValueError:
-        raise AutoSegError(
-            f"{folder}: not a model folder (its name must be <trainer>__<plans>__<configuration>, "
-            "e.g. AutoSegTrainer__AutoSegPlans__3d_fullres). Fix: pass the folder training wrote."
-        ) from None
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise AutoSegError(
-            f"{path.parent}: {path.name} is missing ({what}). Fix: pass a complete model folder as "
-            "training wrote it."
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AutoSegError(f"{path}: cannot read it as JSON ({error}). Fix: restore it.") from None
-    if not isinstance(data, dict):
-        raise AutoSegError(f"{path}: holds no JSON object. Fix: restore the file.")
-    return data
-
-
-def read_model_plans(folder: Path) -> ModelPlans:
-    """The plans and dataset description of an AutoSeg or nnU-Net v2 model folder (no weights)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AutoSegError(
-            f"{folder}: model folder not found. Fix: pass the folder training wrote "
-            "(<results>/DatasetXXX_Name/<trainer>__<plans>__<configuration>)."
-        )
-    configuration = model_configuration(folder)
-    plans_file = folder / PLANS_FILE
-    data = _read_json(plans_file, "the plans the model was trained with")
-    if is_nnunet_plans(data):
-        plans = plans_from_nnunet(data, str(plans_file), configuration)
-    else:
-        plans = Plans.from_json(data, str(plans_file))
-    plans.configuration(configuration)  # the trained one must be there (error lists the others)
-    _read_json(folder / DATASET_JSON, "the labels and channels the model predicts")
-    return ModelPlans(folder, configuration, plans, load_dataset_json(folder / DATASET_JSON))
 
 
 def _check_channels(model: ModelPlans, dataset: DatasetSpec, where: str) -> None:

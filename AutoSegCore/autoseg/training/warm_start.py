@@ -28,14 +28,10 @@ import torch
 from autoseg.checkpoint import FINAL, load_checkpoint
 from autoseg.dataset import DATASET_JSON
 from autoseg.errors import AutoSegError
+from autoseg.inference.model_files import ModelPlans, read_model_plans
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
-from autoseg.planning.plans_transfer import (
-    ORIGIN_KEY,
-    ModelPlans,
-    added_labels,
-    read_model_plans,
-)
+from autoseg.planning.plans_transfer import ORIGIN_KEY, added_labels
 from autoseg.plans import ConfigurationPlan, Plans
 from autoseg.preprocessing.normalization import SCHEMES_USING_DATASET_STATISTICS
 from autoseg.results_layout import fold_folder_name

@@ -13,12 +13,9 @@ from Testing.engine.interop.nnunet_reference import MODELS
 
 from autoseg.dataset import DATASET_JSON
 from autoseg.errors import AutoSegError
+from autoseg.inference.model_files import read_model_plans
 from autoseg.paths import DataRoots
-from autoseg.planning.plans_transfer import (
-    PLANS_FROM_KEY,
-    read_model_plans,
-    transferred_from,
-)
+from autoseg.planning.plans_transfer import PLANS_FROM_KEY, transferred_from
 from autoseg.plans import Plans
 from autoseg.stages import DatasetFolders, plan_dataset_from_model, preprocess_configurations
 from autoseg.synthetic import SyntheticSpec, make_synthetic_dataset

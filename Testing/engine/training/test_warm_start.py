@@ -15,9 +15,10 @@ from Testing.engine.interop.nnunet_reference import MODELS, PLAIN
 from autoseg.checkpoint import FINAL, load_checkpoint, save_checkpoint
 from autoseg.dataset import load_dataset_json
 from autoseg.errors import AutoSegError
+from autoseg.inference.model_files import read_model_plans
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.labels import LabelSpec
-from autoseg.planning.plans_transfer import read_model_plans, transfer_plans
+from autoseg.planning.plans_transfer import transfer_plans
 from autoseg.training.job import TRAINER_NAME, TrainingJob, model_folder_name
 from autoseg.training.recipe import build_network_for
 from autoseg.training.run import RunOptions, train_fold
