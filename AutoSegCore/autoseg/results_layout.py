@@ -61,6 +61,9 @@ VERSION_INFO_FILE = "version.json"
 # Inside a fold folder: the case ids the fold was trained and validated on (what a later model of
 # the dataset compares against to find the cases added since).
 FOLD_CASES_FILE = "training_cases.json"
+# Inside a fold's validation folder after a warm-started run: the new model against the previous
+# one on the same cases (training/comparison.py writes it; the Slicer Train panel shows it).
+COMPARISON_FILE = "comparison.json"
 
 
 def model_folder_name(trainer: str, plans_name: str, configuration: str) -> str:

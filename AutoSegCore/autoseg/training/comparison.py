@@ -40,13 +40,17 @@ from autoseg.inference.predictor import PredictionOptions, Predictor
 from autoseg.model_listing import read_fold_cases
 from autoseg.planning.fingerprint import DatasetFingerprint
 from autoseg.preprocessing.storage import case_ids, load_case
-from autoseg.results_layout import FINGERPRINT_FILE, FOLD_CASES_FILE, fold_folder_name
+from autoseg.results_layout import (
+    COMPARISON_FILE,
+    FINGERPRINT_FILE,
+    FOLD_CASES_FILE,
+    fold_folder_name,
+)
 from autoseg.training.job import TrainingJob
 from autoseg.training.run_log import RunLog, jsonable
 from autoseg.training.validation import VALIDATION_FOLDER, ValidationSetup
 from autoseg.training.warm_start import find_source
 
-COMPARISON_FILE = "comparison.json"
 MODELS = ("previous", "new")
 
 
