@@ -76,13 +76,29 @@ def _label_dtype(top: int) -> type[np.unsignedinteger]:
     return np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16
 
 
+def _argmax(scores: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """``np.argmax(scores, axis=0)`` (first maximum wins) straight into ``dtype``.
+
+    One pass per channel over contiguous memory: numpy's argmax across the leading axis copies the
+    whole array into channel-last order and returns int64, which on a CT-sized case cost more time
+    and memory than all the rest of the export (bench/predict.py).
+    """
+    best = scores[0].copy()
+    index = np.zeros(best.shape, dtype=dtype)
+    for channel in range(1, scores.shape[0]):
+        wins = scores[channel] > best  # strict: on ties the earlier channel keeps the voxel
+        np.copyto(index, channel, where=wins)
+        np.copyto(best, scores[channel], where=wins)
+    return index
+
+
 def _segment(logits: np.ndarray, labels: LabelSpec) -> np.ndarray:
     """Label values per voxel from per-channel logits ``(K, ...)`` (argmax or region thresholds)."""
     if not labels.has_regions:
         values = np.asarray(labels.all_labels)
-        index = np.argmax(logits, axis=0)
+        index = _argmax(logits, _label_dtype(len(values) - 1))
         if np.array_equal(values, np.arange(len(values))):
-            return index.astype(_label_dtype(len(values) - 1))
+            return index
         return values.astype(_label_dtype(int(values.max())))[index]
     order = labels.regions_class_order
     if order is None:

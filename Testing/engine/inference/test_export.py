@@ -274,3 +274,14 @@ def test_inference_never_imports_training_and_export_is_torch_free() -> None:
     for path in package.glob("*.py"):
         assert not any(m.startswith("autoseg.training") for m in _imports(path)), path.name
     assert not any(m.split(".")[0] == "torch" for m in _imports(package / "export.py"))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 5])
+def test_argmax_is_numpys_with_the_first_maximum_winning_ties(channels: int) -> None:
+    from autoseg.inference.export import _argmax
+
+    rng = np.random.default_rng(channels)
+    scores = rng.integers(-2, 3, size=(channels, 6, 7, 8)).astype(np.float32)  # many exact ties
+    index = _argmax(scores, np.uint8)
+    assert index.dtype == np.uint8
+    np.testing.assert_array_equal(index, np.argmax(scores, axis=0))
