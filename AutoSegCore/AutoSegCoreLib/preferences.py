@@ -69,7 +69,9 @@ class Preferences:
 
     ``python_executable`` overrides the Python that runs the engine (``None``: Slicer's
     PythonSlicer); ``device`` is passed to the engine's ``-device``; ``last_model`` is the
-    model folder the Predict module offers first.
+    model folder the Predict module shows: the Predict panel writes it when the user chooses a
+    model, the Train panel's Improve model when it improved one, and the Predict panel, when
+    entered, follows a value another module wrote.
     """
 
     raw_folder: Path

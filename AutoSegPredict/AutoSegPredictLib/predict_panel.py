@@ -132,8 +132,13 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
+        stored = Preferences.load(qt.QSettings())  # the Train panel may have changed them
+        chosenElsewhere = stored.last_model != self.preferences.last_model
+        self.preferences = stored
         self._fillModelList()
         self.initializeParameterNode()
+        if chosenElsewhere and stored.last_model:  # e.g. Improve model: show the improved model
+            self._parameterNode.modelPath = Path(stored.last_model)
 
     def exit(self) -> None:
         if self._parameterNode:

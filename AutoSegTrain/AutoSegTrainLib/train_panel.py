@@ -35,6 +35,7 @@ from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
 from AutoSegTrainLib.case_list_panel import CaseListPanel
 from AutoSegTrainLib.gpu_advice import gpu_memory_advice
+from AutoSegTrainLib.improve_panel import ImprovePanel
 from AutoSegTrainLib.model_export import EXPORT_FORMATS, default_zip_name, export_step
 from AutoSegTrainLib.progress_table import COLUMNS, fold_status_rows, step_row
 from AutoSegTrainLib.training_plan import VERIFY_KEY, request_from_choices, verify_step
@@ -58,6 +59,7 @@ class AutoSegTrainParameterNode:
     gpus: str = ""
     runFindBest: bool = True
     gpuMemoryTarget: Annotated[float, WithinRange(0, 1024)] = 0.0
+    fineTuningEpochs: Annotated[int, WithinRange(0, 100000)] = 0  # 0: the engine's default
 
 
 class AutoSegTrainLogic(ScriptedLoadableModuleLogic):
@@ -102,6 +104,10 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cases = CaseListPanel(
             self.ui, self._onCasesChanged, self._showStatus, self.updateButtons
         )
+        self._improve = ImprovePanel(
+            self.ui, self._request, lambda: self.preferences, self._startRun, self._showStatus,
+            self.updateButtons,
+        )  # fmt: skip
         for label, formatName in EXPORT_FORMATS.items():
             self.ui.exportFormatComboBox.addItem(label, formatName)
 
@@ -296,12 +302,13 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             self._startRun(steps, gpus=request.gpus)
 
-    def _startRun(self, steps, gpus: tuple[int, ...] = ()) -> None:
+    def _startRun(self, steps, gpus: tuple[int, ...] = ()) -> TrainingRun:
         self._run = TrainingRun(
             steps, python=self._python(), env_overrides=self.preferences.engine_env(), gpus=gpus
         )
         self.ui.stepsTableWidget.setRowCount(len(steps))
         self.updateButtons()
+        return self._run
 
     def onExportModel(self) -> None:
         formatName = self.ui.exportFormatComboBox.currentData or "autoseg"
@@ -343,6 +350,7 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.trainingStatusLabel.text = "\n".join(run.output_lines(VERIFY_KEY))
             else:
                 self.refreshDatasets()
+                self._improve.runFinished(run)  # after an improvement: comparison, Predict
 
     def _showSnapshot(self, snapshot) -> None:
         self._fillTable([step_row(step) for step in snapshot.steps])
@@ -385,3 +393,5 @@ class AutoSegTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.createDatasetButton.enabled = not running
         self.ui.exportModelButton.enabled = hasDataset and not running
         self._cases.updateButtons(idle=not running)
+        choices = hasDataset and self._parameterNode is not None
+        self._improve.updateButtons(idle=not running, hasChoices=choices)
