@@ -273,8 +273,18 @@ class Predictor:
                 written), or just its spacing in the array's axis order.
             previous_segmentation: ``(x, y, z)`` labels of the previous stage (cascade only).
         """
-        images = np.asarray(images)
-        data, properties = self._preprocess(images, geometry, previous_segmentation)
+        return self._predict([np.asarray(images)], geometry, previous_segmentation)
+
+    def _predict(
+        self,
+        owned: list[np.ndarray],
+        geometry: Geometry | Sequence[float],
+        previous_segmentation: np.ndarray | None,
+    ) -> PredictionResult:
+        """Predict the image in ``owned``, taking it out of the list: when the caller holds no
+        other reference (``predict_files``), the raw image is freed as soon as it is preprocessed,
+        before the sliding window allocates its buffers (300 MB on a CT-sized case)."""
+        data, properties = self._preprocess(owned.pop(), geometry, previous_segmentation)
         logits = self.predict_preprocessed(data).numpy()
         del data  # the preprocessed image is not needed for export
         resampling = self.model.config.preprocessing.resampling_probabilities
@@ -316,7 +326,9 @@ class Predictor:
         previous = None
         if previous_segmentation_file is not None:
             previous = reader.read_seg(Path(previous_segmentation_file))[0][0]
-        result = self.predict_array(images, geometry, previous_segmentation=previous)
+        owned = [images]
+        del images  # only the list holds the raw image now (see _predict)
+        result = self._predict(owned, geometry, previous)
         output_file = Path(output_file)
         write_segmentation(
             result.segmentation,

@@ -5,7 +5,8 @@ once and the result kept. A cache entry is a set of files plus a manifest ``<slo
 last, holding the key and the SHA-256 of every file. An entry is used only when the manifest's key
 equals the expected key and every file's hash matches; anything else (another checkpoint, patch
 size, precision, runtime or torch version, an interrupted write, a damaged file) is rebuilt, never
-trusted. Files are moved into place atomically, so a crash leaves either the old or the new entry.
+trusted. Files are moved into place atomically, so a crash leaves either the old or the new entry;
+they are never rewritten in place (kept model versions hard-link them, training/model_versions.py).
 
 The key is the hash of the network itself (its architecture text and every weight tensor), not of
 the checkpoint file: an AutoSeg checkpoint and an nnU-Net one holding the same weights convert to
