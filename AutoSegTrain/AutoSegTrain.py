@@ -55,8 +55,10 @@ class AutoSegTrain(ScriptedLoadableModule):
             "train (fold all, a few epochs on a CPU). Segment another sample with AutoSeg "
             "Predict, correct the result in the Segment Editor and add it as a case; a case in the "
             "list can be loaded, corrected and saved back, or removed (its files go to removed/). "
-            "Train again: the engine notices added, edited and removed cases and preprocesses "
-            "again what they changed."
+            "Then Improve model: the trained model is fine-tuned on the grown dataset in minutes "
+            "(only new or edited cases are preprocessed), the previous model is kept as a version, "
+            "a table compares both on the added cases, and AutoSeg Predict switches to the "
+            "improved model (the previous one stays in its list)."
         )
         self.parent.helpText = help_text(summary, UNSUPPORTED)
         self.parent.acknowledgementText = _(
