@@ -23,7 +23,8 @@ folder as the ``last_model`` preference, which the Predict panel follows when it
 
 The current model is the dataset's model folder for the configuration
 (``<results>/<dataset>/AutoSegTrainer__AutoSegPlans__<configuration>``) with at least one
-trained fold, judged by the rule predict applies (``model_files.open_model_files``).
+trained fold, judged by the rule predict applies (``model_files.open_model_files``), or with a
+kept version (an improvement was stopped; it resumes).
 Qt-free and torch-free: plain pytest runs it.
 """
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import AutoSegError
-from autoseg.inference.model_files import ModelFiles, open_model_files
+from autoseg.inference.model_files import open_model_files, read_model_plans
 from autoseg.planning.presets import DEFAULT_PLANS_NAME
 from autoseg.results_layout import (
     COMPARISON_FILE,
@@ -117,8 +118,13 @@ def model_folder(results_root: Path, dataset: str, configuration: str) -> Path:
     return Path(results_root) / dataset / name
 
 
-def current_model(results_root: Path, dataset: str, configuration: str) -> ModelFiles:
-    """The model to improve; AutoSegError (one line, for the button's tooltip) when there is none."""
+def current_model(results_root: Path, dataset: str, configuration: str) -> Path:
+    """The model folder to improve; AutoSegError (one line, for the button's tooltip) when none.
+
+    A folder with a trained fold, or one whose improvement was stopped: its fold is empty then
+    (the model it held is a kept version), and the next improvement resumes it, for which the
+    folder's plans suffice.
+    """
     folder = model_folder(results_root, dataset, configuration)
     if not folder.is_dir():
         raise AutoSegError(
@@ -126,9 +132,13 @@ def current_model(results_root: Path, dataset: str, configuration: str) -> Model
             "Train it first; Improve model then fine-tunes it on the cases added since."
         )
     try:
-        return open_model_files(folder)
+        if version_numbers(folder):
+            read_model_plans(folder)
+        else:
+            open_model_files(folder)
     except AutoSegError as error:
         raise AutoSegError(f"{dataset} has no usable {configuration} model: {error}") from None
+    return folder
 
 
 def why_not_improvable(results_root: Path, request: TrainingRequest) -> str | None:
@@ -180,7 +190,7 @@ def plan_improvement(
     Raises AutoSegError when the dataset has no trained model for the configuration. Every step
     names the data folders with flags, as ``training_plan.plan_steps`` does.
     """
-    model = current_model(results_root, request.dataset, request.configuration).path
+    model = current_model(results_root, request.dataset, request.configuration)
     folders = _folder_args(Path(results_root), Path(preprocessed_root), raw_root)
     plan_args = ("plan_and_preprocess", "-d", request.dataset, "-c", request.configuration)
     plan_args += ("--plans-from", os.fspath(model), "--progress", "json")

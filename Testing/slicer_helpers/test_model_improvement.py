@@ -176,6 +176,22 @@ def test_cancel_stops_the_fold_and_starts_nothing_else(tmp_path: Path, fake_engi
     assert "--c" not in again.steps[2].args
 
 
+def test_a_stopped_improvement_of_the_only_fold_resumes(tmp_path: Path) -> None:
+    """The engine kept the model as versions/1 and emptied fold_all, which was then stopped."""
+    results = tmp_path / "results"
+    model = _model(results, folds=("all",))
+    (model / "fold_all" / "checkpoint_final.pth").rename(
+        model / "fold_all" / "checkpoint_latest.pth"
+    )
+    choices = _choices(folds=("all",))
+    assert "no usable 3d_fullres model" in why_not_improvable(results, choices)
+    (model / "versions" / "1").mkdir(parents=True)
+    assert why_not_improvable(results, choices) is None
+    job = plan_improvement(improvement_request(choices), results, tmp_path / "pre")
+    assert job.steps[1].label == "Resume improving 3d_fullres fold all"
+    assert "--c" in job.steps[1].args
+
+
 def _comparison(added: list[str] | None) -> dict:
     scores = {
         "previous": {"Dice": {"organ": 0.5, "lesion": float("nan")}, "mean": 0.25},
