@@ -20,8 +20,8 @@ with a seeded shuffle; the derived dataset is made of symbolic links in the work
 shared data are never copied or changed). Every step is an ``autoseg`` command of this checkout
 (``python -m autoseg``), its output in WORK/logs/.
 
-    python bench/warm_start.py [--work DIR] [--epochs-a 20] [--epochs-b 10]
-        [--iterations-per-epoch 10] [--val-iterations 4] [--train-cases 20] [--added-cases 20]
+    python bench/warm_start.py [--work DIR] [--epochs-a 20] [--epochs-b N]
+        [--iterations-per-epoch 20] [--val-iterations 4] [--train-cases 20] [--added-cases 20]
         [--validation-cases 20] [--device cpu] [--seed 0] [--output FILE]
 """
 
@@ -180,11 +180,13 @@ def plan(work: Workspace, step: str, extra: list[str]) -> float:
 
 
 def train(
-    work: Workspace, arm: str, epochs: int, args: argparse.Namespace, extra: list[str]
+    work: Workspace, arm: str, epochs: int | None, args: argparse.Namespace, extra: list[str]
 ) -> float:
+    """``autoseg train`` of one arm; ``epochs`` None leaves the engine's default (B: the
+    fine-tuning schedule, 10 % of A's epochs, at least 10)."""
     arguments = [
         "train", DATASET, CONFIGURATION, FOLD,
-        "--epochs", str(epochs),
+        *(["--epochs", str(epochs)] if epochs is not None else []),
         "--iterations-per-epoch", str(args.iterations_per_epoch),
         "--val-iterations", str(args.val_iterations),
         "--seed", str(args.seed),
@@ -231,16 +233,22 @@ def run_events(fold_dir: Path) -> list[dict[str, Any]]:
 
 def loop_figures(fold_dir: Path) -> dict[str, Any]:
     """From the last run's events: the training loop's seconds (start event to the final
-    checkpoint) and the first and last epochs' pseudo Dice."""
+    checkpoint), the final validation's (to its summary file) and the before/after comparison's
+    (to its event), the first and last epochs' pseudo Dice."""
     events = run_events(fold_dir)
     last_start = max(i for i, e in enumerate(events) if e["event"] == "start")
     events = events[last_start:]
     final = [e for e in events if e["event"] == "checkpoint" and e["kind"].endswith("final")]
     epochs = [e for e in events if e["event"] == "epoch"]
+    validated = (fold_dir / VALIDATION_FOLDER / SUMMARY_FILE).stat().st_mtime
+    compared = [e["time"] for e in events if e["event"] == "comparison"]
     return {
         "training_loop_seconds": final[-1]["time"] - events[0]["time"] if final else None,
+        "final_validation_seconds": validated - final[-1]["time"] if final else None,
+        "comparison_seconds": compared[-1] - validated if compared else None,
         "first_epoch_pseudo_dice": epochs[0]["mean_fg_dice"] if epochs else None,
         "last_epoch_pseudo_dice": epochs[-1]["mean_fg_dice"] if epochs else None,
+        "epochs": events[0]["epochs"],
         "iterations": events[0]["epochs"] * events[0]["iterations_per_epoch"],
         "initial_lr": read_json(fold_dir / SETTINGS_FILE).get("initial_lr"),
     }
@@ -304,7 +312,7 @@ def run_arms(work: Workspace, data: Path, cases: Cases, args: argparse.Namespace
     preprocess_b = plan(work, "plan_and_preprocess_B", ["--plans-from", str(model_a)])
     seconds = train(work, "B", args.epochs_b, args, ["--from-model", str(model_a)])
     arms["B"] = arm_figures(work, "B", seconds) | {"preprocess_seconds": preprocess_b}
-    epochs_c = args.epochs_a + args.epochs_b
+    epochs_c = args.epochs_a + arms["B"]["epochs"]  # the same total budget as A + B
     arms["C"] = arm_figures(work, "C", train(work, "C", epochs_c, args, []))
     grown = len(cases.train) + len(cases.added)
     for arm, trained_on in (("A", len(cases.train)), ("B", grown), ("C", grown)):
@@ -341,22 +349,36 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_report(summary: dict[str, Any]) -> None:
-    arms = summary["arms"]
+TIME_COLUMNS = {
+    "training_loop_seconds": "loop s",
+    "final_validation_seconds": "valid. s",
+    "comparison_seconds": "compare s",
+    "command_seconds": "command s",
+}
+
+
+def print_arms(arms: dict[str, Any], cases: int) -> None:
+    """One line per arm: what it trained on, its budget, its Dice and where its time went."""
     labels = list(arms["A"]["validation"]["Dice"])
-    cases = len(summary["cases"]["validation"])
     print(f"\nDice on the {cases} held-out validation cases (final validation of each arm):")
-    print(f"{'arm':<4} {'trained on':>10} {'iterations':>10} " + " ".join(f"{n:>10}" for n in labels)
-          + f" {'mean':>7} {'loop s':>8} {'command s':>10}")  # fmt: skip
+    heads = ["arm", "cases", "iterations", *labels, "mean", *TIME_COLUMNS.values()]
+    print(" ".join(f"{h:>10}" for h in heads))
     for arm, figures in arms.items():
         dice = figures["validation"]
-        iterations = figures["iterations"]
-        print(
-            f"{arm:<4} {figures['training_cases']:>10} {iterations:>10} "
-            + " ".join(f"{_fmt(dice['Dice'][n]):>10}" for n in labels)
-            + f" {_fmt(dice['mean']):>7} {_fmt(figures['training_loop_seconds'], 0):>8}"
-            + f" {_fmt(figures['command_seconds'], 0):>10}"
-        )
+        cells = [
+            arm,
+            str(figures["training_cases"]),
+            f"{figures['epochs']}x{figures['iterations'] // figures['epochs']}",
+            *(_fmt(dice["Dice"][n]) for n in labels),
+            _fmt(dice["mean"]),
+            *(_fmt(figures[key], 0) for key in TIME_COLUMNS),
+        ]
+        print(" ".join(f"{c:>10}" for c in cells))
+
+
+def print_report(summary: dict[str, Any]) -> None:
+    arms = summary["arms"]
+    print_arms(arms, len(summary["cases"]["validation"]))
     print("\nBefore/after (B's comparison.json), mean Dice A -> B:")
     for name, entry in summary["before_after"].items():
         means = [None if entry[m] is None else entry[m]["mean"] for m in ("previous", "new")]
@@ -387,8 +409,13 @@ def parse_arguments() -> argparse.Namespace:
         "--data", type=Path, default=SHARED, help="the shared Dataset004_Hippocampus"
     )
     parser.add_argument("--epochs-a", type=int, default=20, help="A's epochs (C gets A's + B's)")
-    parser.add_argument("--epochs-b", type=int, default=10, help="B's epochs (fine-tuning default)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=10)
+    parser.add_argument(
+        "--epochs-b",
+        type=int,
+        default=None,
+        help="B's epochs (default: the engine's fine-tuning default)",
+    )
+    parser.add_argument("--iterations-per-epoch", type=int, default=20)
     parser.add_argument(
         "--val-iterations", type=int, default=4, help="pseudo-Dice batches per epoch"
     )
@@ -409,7 +436,7 @@ def parse_arguments() -> argparse.Namespace:
         "validation_cases",
     )
     for name in numbers:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
