@@ -7,6 +7,10 @@ equals the expected key and every file's hash matches; anything else (another ch
 size, precision, runtime or torch version, an interrupted write, a damaged file) is rebuilt, never
 trusted. Files are moved into place atomically, so a crash leaves either the old or the new entry;
 they are never rewritten in place (kept model versions hard-link them, training/model_versions.py).
+Two processes converting one model at once (``-num_parts``) write the same content (OpenVINO's
+generated node names aside; weights and offsets are identical), so whichever files win the renames
+form a working model; at worst the manifest then lists the other writer's hashes and the next run
+converts once more.
 
 The key is the hash of the network itself (its architecture text and every weight tensor), not of
 the checkpoint file: an AutoSeg checkpoint and an nnU-Net one holding the same weights convert to
