@@ -25,6 +25,11 @@ OPSET = 17
 
 def export_onnx(network: nn.Module, input_shape: tuple[int, ...], target: Path) -> Path:
     """Write ``network`` (eval mode, CPU, float32) as ONNX with a free batch axis to ``target``."""
+    if getattr(network, "deep_supervision", False):
+        raise AutoSegError(
+            "the network returns deep-supervision outputs, which a runtime cannot average. Fix: "
+            "switch deep supervision off (network.deep_supervision = False) before predicting."
+        )
     module = copy.deepcopy(network).to("cpu", torch.float32).eval()  # the caller's stays as it is
     example = torch.zeros(input_shape, dtype=torch.float32)
     free_batch = {0: "batch"}
