@@ -241,7 +241,6 @@ def _accumulate(run: _Run, image: torch.Tensor, buffers: torch.device) -> torch.
     logits = torch.zeros((run.num_classes, *shape), dtype=torch.float32, device=buffers)
     weight_sum = torch.zeros(shape, dtype=torch.float32, device=buffers)
     source = image.to(buffers)  # tiles are cut where the buffers live
-    weights_device = run.weights.to(run.device)
     weights_buffers = run.weights.to(buffers)
     tiles = run.window.tiles(shape, run.step)
     for first in range(0, len(tiles), run.batch_size):
@@ -250,10 +249,11 @@ def _accumulate(run: _Run, image: torch.Tensor, buffers: torch.device) -> torch.
         # temporaries become inference tensors, so the result stays an ordinary tensor.
         with torch.inference_mode():
             batch = torch.stack([source[(slice(None), *tile)] for tile in group])
-            predicted = _forward(run, batch.to(run.device, non_blocking=True))
-            predicted = (predicted * weights_device).to(buffers)
+            predicted = _forward(run, batch.to(run.device, non_blocking=True)).to(buffers)
             for tile, values in zip(group, predicted, strict=True):
-                logits[(slice(None), *tile)] += values
+                # Weighting fused into the accumulation: no weighted copy of every tile (3-4x
+                # faster than multiply-then-add on a CT-sized buffer, bench/predict.py).
+                logits[(slice(None), *tile)].addcmul_(values, weights_buffers)
                 weight_sum[tile] += weights_buffers
         run.progress(PROGRESS_STAGE, first + len(group), len(tiles))
     return logits.div_(weight_sum)
