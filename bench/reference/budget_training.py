@@ -61,6 +61,12 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="instead of the plan's (a CPU budget)"
     )
+    parser.add_argument(
+        "--continue",
+        dest="continue_training",
+        action="store_true",
+        help="go on from the fold's checkpoint_final.pth up to --epochs (nnUNetv2_train --c)",
+    )
     args = parser.parse_args()
 
     plans = json.loads((args.preprocessed / f"{args.plans}.json").read_text())
@@ -75,6 +81,8 @@ def main() -> None:
     trainer.num_epochs = args.epochs
     trainer.num_iterations_per_epoch = args.iterations_per_epoch
     trainer.num_val_iterations_per_epoch = args.validation_iterations
+    if args.continue_training:
+        trainer.load_checkpoint(str(Path(trainer.output_folder) / "checkpoint_final.pth"))
     train_clock, val_clock = StepClock(), StepClock()
     trainer.train_step = train_clock.wrap(trainer.train_step)
     trainer.validation_step = val_clock.wrap(trainer.validation_step)
