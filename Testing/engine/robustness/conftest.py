@@ -46,6 +46,7 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.cli import main
+from autoseg.inference.backends.model_cache import CACHE_FOLDER_NAME
 from autoseg.paths import DataRoots
 from autoseg.planning import PlannerOptions
 from autoseg.stages import (
@@ -141,12 +142,16 @@ def truncate(path: Path, fraction: float = 0.9) -> Path:
 
 
 def snapshot(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> Snapshot:
-    """Size, mtime and hash of every file under ``roots``, except under the ``exclude`` paths."""
+    """Size, mtime and hash of every file under ``roots``, except under the ``exclude`` paths and
+    the prediction backends' caches (``runtime_cache/`` beside a checkpoint: the engine's own
+    files, converted networks it may write on any prediction and verifies before use)."""
     skipped = [Path(p).resolve() for p in exclude]
     state: Snapshot = {}
     for folder in (Path(r).resolve() for r in roots):
         for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
             if not path.is_file() or any(path == s or s in path.parents for s in skipped):
+                continue
+            if CACHE_FOLDER_NAME in path.relative_to(folder).parts:
                 continue
             stat = path.stat()
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
