@@ -20,6 +20,11 @@ with a seeded shuffle; the derived dataset is made of symbolic links in the work
 shared data are never copied or changed). Every step is an ``autoseg`` command of this checkout
 (``python -m autoseg``), its output in WORK/logs/.
 
+The default budget (A 20 x 20 = 400 iterations, B the fine-tuning default of 10 epochs = 200,
+C 600; the 40-case plans train batches of 2) is sized for about 25 minutes on a quiet 2-core CPU
+with bf16 (README, "Training speed"); run it with ``nice -n 19`` when no other training runs, as
+wall times under contention mean little. A CPU shared with other work can be ten times slower.
+
     python bench/warm_start.py [--work DIR] [--epochs-a 20] [--epochs-b N]
         [--iterations-per-epoch 20] [--val-iterations 4] [--train-cases 20] [--added-cases 20]
         [--validation-cases 20] [--device cpu] [--seed 0] [--output FILE]
@@ -385,7 +390,7 @@ def print_report(summary: dict[str, Any]) -> None:
         print(f"  {name:<11} {entry['cases']:>3} cases  {_fmt(means[0])} -> {_fmt(means[1])}")
     ratios, b = summary["b_vs_c"], arms["B"]
     print(
-        f"\nB vs C wall time: training loop {_fmt(ratios['training_loop_ratio'], 2)}x, train "
+        f"\nWall time B / C: training loop {_fmt(ratios['training_loop_ratio'], 2)}x, train "
         f"command {_fmt(ratios['command_ratio'], 2)}x (B's includes the before/after "
         f"comparison), with B's preprocessing of the added cases ({_fmt(b['preprocess_seconds'], 0)}"
         f" s) {_fmt(ratios['with_preprocessing_ratio'], 2)}x"
