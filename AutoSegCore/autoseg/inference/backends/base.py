@@ -23,6 +23,9 @@ OPENVINO = "openvino"
 ONNXRUNTIME = "onnxruntime"
 BACKENDS = (AUTO, TORCH, OPENVINO, ONNXRUNTIME)
 RUNTIMES = (OPENVINO, ONNXRUNTIME)  # the backends that need a converted network
+# The Python modules each runtime backend needs (the conversion goes through ONNX); each comes
+# from the distribution of the same name, which the Slicer side checks and installs without torch.
+RUNTIME_MODULES = {OPENVINO: ("openvino", "onnx"), ONNXRUNTIME: ("onnxruntime", "onnx")}
 
 FP32 = "fp32"
 BF16 = "bf16"

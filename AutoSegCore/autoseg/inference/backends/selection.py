@@ -22,8 +22,8 @@ from autoseg.inference.backends.base import (
     AUTO,
     BF16,
     FP32,
-    ONNXRUNTIME,
     OPENVINO,
+    RUNTIME_MODULES,
     RUNTIMES,
     TORCH,
     ConversionRequest,
@@ -32,14 +32,12 @@ from autoseg.inference.backends.base import (
 from autoseg.inference.backends.torch_backend import torch_description, torch_network
 from autoseg.inference.precision import Network, check_precision, cpu_has_native_bf16
 
-# The Python modules each runtime backend needs (the conversion goes through ONNX).
-_MODULES = {OPENVINO: ("openvino", "onnx"), ONNXRUNTIME: ("onnxruntime", "onnx")}
 INSTALL_HINT = "pip install 'autoseg[cpu]'"
 
 
 def runtime_installed(name: str) -> bool:
     """Whether the modules a runtime backend needs can be imported (without importing them)."""
-    return all(importlib.util.find_spec(module) is not None for module in _MODULES[name])
+    return all(importlib.util.find_spec(module) is not None for module in RUNTIME_MODULES[name])
 
 
 @functools.cache
