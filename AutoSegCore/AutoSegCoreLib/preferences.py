@@ -1,4 +1,5 @@
-"""The AutoSeg modules' user preferences: data folders, compute device, engine Python.
+"""The AutoSeg modules' user preferences: data folders, compute device, prediction backend, engine
+Python.
 
 Why not the parameter node: these belong to the user and the machine, not to a scene. A scene
 shared with a colleague must not carry one's folders or GPU choice, and a new scene must not lose
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from autoseg.inference.backends.base import AUTO, BACKENDS
 from autoseg.paths import ROOT_SOURCES, DataRoots
 
 KEYS = {
@@ -26,12 +28,14 @@ KEYS = {
     "preprocessed_folder": "AutoSeg/PreprocessedFolder",
     "results_folder": "AutoSeg/ResultsFolder",
     "device": "AutoSeg/Device",
+    "backend": "AutoSeg/PredictionBackend",
     "python_executable": "AutoSeg/PythonExecutable",
     "last_model": "AutoSeg/LastModel",
 }
 # The engine's -device choices: auto, cpu, mps, cuda (the first GPU) or cuda:N.
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEFAULT_DEVICE = "auto"
+DEFAULT_BACKEND = AUTO  # the engine's --backend choices are its BACKENDS
 # Sub-folder of the data folder per root, named like the roots of autoseg.paths.
 _ROOT_FIELDS = {
     "raw": "raw_folder",
@@ -68,7 +72,9 @@ class Preferences:
     """User preferences that outlive a scene.
 
     ``python_executable`` overrides the Python that runs the engine (``None``: Slicer's
-    PythonSlicer); ``device`` is passed to the engine's ``-device``; ``last_model`` is the
+    PythonSlicer); ``device`` is passed to the engine's ``-device``, ``backend`` to
+    ``autoseg predict --backend`` (what runs the network; the machine's, like the device);
+    ``last_model`` is the
     model folder the Predict module shows: the Predict panel writes it when the user chooses a
     model, the Train panel's Improve model when it improved one, and the Predict panel, when
     entered, follows a value another module wrote.
@@ -78,6 +84,7 @@ class Preferences:
     preprocessed_folder: Path
     results_folder: Path
     device: str = DEFAULT_DEVICE
+    backend: str = DEFAULT_BACKEND
     python_executable: Path | None = None
     last_model: Path | None = None
 
@@ -89,6 +96,11 @@ class Preferences:
                 f"Device {self.device!r} is not one of auto, cpu, mps, cuda or cuda:N "
                 "(N = GPU index, e.g. cuda:0)."
             )
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"Backend {self.backend!r} is not one of {', '.join(BACKENDS)}; choose it again "
+                "in the Predict module's options."
+            )
         if self.python_executable is not None and not isinstance(self.python_executable, Path):
             raise ValueError(
                 f"Python executable {self.python_executable!r} must be a path or None."
@@ -96,7 +108,7 @@ class Preferences:
 
     @classmethod
     def defaults(cls, home: Path | None = None) -> Preferences:
-        """``~/AutoSeg/{raw,preprocessed,results}``, device ``auto``, Slicer's own Python."""
+        """``~/AutoSeg/{raw,preprocessed,results}``, device and backend ``auto``, Slicer's Python."""
         folder = default_data_folder(home)
         return cls(**{field: folder / root for root, field in _ROOT_FIELDS.items()})
 
@@ -109,10 +121,12 @@ class Preferences:
             for field in _ROOT_FIELDS.values()
         }
         device = _read_text(store, KEYS["device"]).lower()
+        backend = _read_text(store, KEYS["backend"]).lower()
         python = _read_text(store, KEYS["python_executable"])
         return cls(
             **folders,
             device=device if DEVICE_PATTERN.fullmatch(device) else DEFAULT_DEVICE,
+            backend=backend if backend in BACKENDS else DEFAULT_BACKEND,
             python_executable=Path(python).expanduser() if python else None,
             last_model=_read_folder(store, KEYS["last_model"]),
         )
@@ -122,6 +136,7 @@ class Preferences:
         for field in _ROOT_FIELDS.values():
             store.setValue(KEYS[field], str(getattr(self, field)))
         store.setValue(KEYS["device"], self.device)
+        store.setValue(KEYS["backend"], self.backend)
         python = "" if self.python_executable is None else str(self.python_executable)
         store.setValue(KEYS["python_executable"], python)
         store.setValue(KEYS["last_model"], "" if self.last_model is None else str(self.last_model))

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from autoseg.inference.backends.base import BACKENDS
 from autoseg.paths import DataRoots
 from AutoSegCoreLib.preferences import KEYS, Preferences, default_data_folder
+
+DEVICES = ["auto", "cpu", "mps", "cuda", "cuda:1"]
 
 
 class TextSettings:
@@ -31,6 +34,7 @@ def test_defaults_live_in_an_autoseg_folder_of_the_home_folder(tmp_path: Path) -
     assert prefs.preprocessed_folder == tmp_path / "AutoSeg" / "preprocessed"
     assert prefs.results_folder == tmp_path / "AutoSeg" / "results"
     assert prefs.device == "auto"
+    assert prefs.backend == "auto"
     assert prefs.python_executable is None
     assert default_data_folder() == Path.home() / "AutoSeg"
 
@@ -40,15 +44,18 @@ def test_an_empty_store_loads_the_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("python", [None, Path("/opt/python3/bin/python3")])
-@pytest.mark.parametrize("device", ["auto", "cpu", "mps", "cuda", "cuda:1"])
+@pytest.mark.parametrize(
+    ("device", "backend"), [(d, BACKENDS[i % len(BACKENDS)]) for i, d in enumerate(DEVICES)]
+)
 def test_save_then_load_gives_the_same_preferences(
-    tmp_path: Path, device: str, python: Path | None
+    tmp_path: Path, device: str, backend: str, python: Path | None
 ) -> None:
     prefs = Preferences(
         raw_folder=tmp_path / "raw data",
         preprocessed_folder=tmp_path / "pré",
         results_folder=tmp_path / "results",
         device=device,
+        backend=backend,
         python_executable=python,
         last_model=None if python is None else tmp_path / "results" / "Dataset004_Hippocampus",
     )
@@ -67,6 +74,7 @@ def test_unreadable_values_fall_back_one_by_one(tmp_path: Path) -> None:
             KEYS["preprocessed_folder"]: ["a", "b"],  # QSettings splits unquoted commas
             KEYS["results_folder"]: f"  {tmp_path / 'mine'}  ",
             KEYS["device"]: "gpu",
+            KEYS["backend"]: "tensorrt",  # not an engine backend (e.g. from a newer AutoSeg)
             KEYS["python_executable"]: 3,
         }
     )
@@ -76,13 +84,17 @@ def test_unreadable_values_fall_back_one_by_one(tmp_path: Path) -> None:
     assert prefs.preprocessed_folder == default.preprocessed_folder
     assert prefs.results_folder == tmp_path / "mine"
     assert prefs.device == "auto"
+    assert prefs.backend == "auto"
     assert prefs.python_executable is None
 
 
 def test_loading_normalises_device_case_and_expands_the_home_folder(tmp_path: Path) -> None:
-    store = TextSettings({KEYS["device"]: " CUDA:0 ", KEYS["raw_folder"]: "~/scans"})
+    store = TextSettings(
+        {KEYS["device"]: " CUDA:0 ", KEYS["backend"]: "OpenVINO ", KEYS["raw_folder"]: "~/scans"}
+    )
     prefs = Preferences.load(store, home=tmp_path)
     assert prefs.device == "cuda:0"
+    assert prefs.backend == "openvino"
     assert prefs.raw_folder == Path("~/scans").expanduser()
 
 
@@ -105,6 +117,7 @@ def test_engine_env_names_the_three_roots_the_engine_reads(tmp_path: Path) -> No
         ({"results_folder": "/as/text"}, "results_folder must be an absolute folder path"),
         ({"device": "gpu0"}, "Device 'gpu0' is not one of auto, cpu, mps, cuda or cuda:N"),
         ({"device": "cuda:"}, "Device 'cuda:' is not one of"),
+        ({"backend": "ov"}, "Backend 'ov' is not one of auto, torch, openvino, onnxruntime"),
         ({"python_executable": "/usr/bin/python3"}, "must be a path or None"),
     ],
 )
@@ -126,9 +139,11 @@ def test_update_changes_only_the_given_values_on_top_of_the_store(tmp_path: Path
     Preferences.defaults(tmp_path).save(store)
     stale = Preferences.load(store)  # what another module loaded at start-up
     Preferences.update(store, raw_folder=tmp_path / "new raw")
-    updated = Preferences.update(store, device="cpu")  # must not write stale.raw_folder back
+    Preferences.update(store, device="cpu")  # must not write stale.raw_folder back
+    updated = Preferences.update(store, backend="onnxruntime")  # nor the device it had
     assert updated.raw_folder == tmp_path / "new raw"
     assert updated.device == "cpu"
+    assert updated.backend == "onnxruntime"
     assert stale.raw_folder != updated.raw_folder
     assert Preferences.load(store) == updated
 
