@@ -32,7 +32,11 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from autoseg.inference.backends.base import RUNTIME_MODULES
+
 REQUIREMENTS_FILE = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+# The optional CPU runtimes (pyproject's cpu extra): never part of the engine's requirements.
+CPU_RUNTIMES_FILE = REQUIREMENTS_FILE.with_name("requirements-cpu.txt")
 # Same as pyproject.toml's torch dependency (a packaging test keeps the two equal).
 TORCH_REQUIREMENT = "torch>=2.1"
 # Distributions Slicer ships and AutoSeg must never replace: display name by canonical name.
@@ -248,6 +252,42 @@ def current_plan(requirements_file: Path = REQUIREMENTS_FILE) -> DependencyPlan:
     return plan_installation(
         load_requirements(requirements_file),
         pytorch_extension_available=pytorch_extension_available(),
+    )
+
+
+def runtime_requirements(backend: str, requirements_file: Path = CPU_RUNTIMES_FILE) -> list[str]:
+    """The requirement lines of the runtime a backend needs; none for ``auto`` and ``torch``.
+
+    Which modules a backend needs is the engine's definition (``RUNTIME_MODULES``); their versions
+    are the file's (pyproject's cpu extra). Raises ValueError naming the file when it lacks one.
+    """
+    lines = load_requirements(requirements_file)
+    by_name = {canonicalize_name(parse_requirement(text).name): text for text in lines}
+    needed = [canonicalize_name(module) for module in RUNTIME_MODULES.get(backend, ())]
+    absent = [name for name in needed if name not in by_name]
+    if absent:
+        raise ValueError(
+            f"{requirements_file} has no line for {', '.join(absent)}, which backend {backend} "
+            "needs; add it with the version of pyproject.toml's cpu extra."
+        )
+    return [by_name[name] for name in needed]
+
+
+def runtime_plan(
+    backend: str,
+    *,
+    requirements_file: Path = CPU_RUNTIMES_FILE,
+    installed_version: VersionLookup = installed_version,
+) -> DependencyPlan:
+    """What ``backend`` still needs installed: its runtime's unmet requirements (pip only).
+
+    Optional by design: ``auto`` and ``torch`` need nothing here (``auto`` predicts with torch,
+    and says so, when OpenVINO is missing), so this plan is only made for an explicit runtime.
+    """
+    requirements = runtime_requirements(backend, requirements_file)
+    missing = missing_requirements(requirements, installed_version=installed_version)
+    return DependencyPlan(
+        torch_needed=False, torch_via_extension=False, pip_requirements=missing, skipped=[]
     )
 
 

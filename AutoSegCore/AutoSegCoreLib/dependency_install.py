@@ -16,6 +16,10 @@ libraries, and a later upgrade could not replace them. Without the extension tor
 
 Other packages: ``slicer.packaging.pip_ensure`` (Slicer 5.12+, its own dialog and constraints),
 else ``slicer.util.pip_install`` after our own confirmation (Slicer 5.10).
+
+The CPU runtimes (OpenVINO, ONNX Runtime) are optional: ``ensure_backend_runtime`` offers them only
+when the user picks that backend, with our own question in both releases because it must say what
+declining means (nothing changes; ``auto`` and ``torch`` predict without them).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from AutoSegCoreLib.dependencies import (
     installed_version,
     protective_pins,
     replaced_loaded_distributions,
+    runtime_plan,
     torch_backend,
     version_specifier,
 )
@@ -72,8 +77,48 @@ def ensure_engine_dependencies(requester: str = "AutoSeg", python: Path | None =
     return True
 
 
-def install(plan: DependencyPlan, *, requester: str = "AutoSeg") -> InstallResult:
-    """Carry out ``plan`` in Slicer (asks the user first).
+def ensure_backend_runtime(
+    backend: str, requester: str = "AutoSeg", python: Path | None = None
+) -> bool:
+    """True when the engine can predict with ``backend``; else offer its runtime, with consent.
+
+    Only an explicit ``openvino`` or ``onnxruntime`` may need anything: ``auto`` falls back to
+    torch by itself. A user-chosen engine Python is the user's business (as for the engine's
+    dependencies). Declining installs nothing and returns False: the prediction is not started
+    (the engine would refuse the backend), and ``auto`` or ``torch`` keep working.
+    """
+    import slicer  # noqa: PLC0415 (Slicer only)
+
+    if python is not None:
+        return True
+    plan = runtime_plan(backend, installed_version=installed_version)
+    if plan.nothing_to_install:
+        return True
+    result = install(plan, requester=requester, question=runtime_question(backend, plan, requester))
+    if result.cancelled:
+        slicer.util.warningDisplay(
+            f"Not started: backend {backend} needs {', '.join(plan.pip_requirements)}. "
+            "Choose backend auto or torch to predict without it."
+        )
+        return False
+    return True  # the runtime only loads in the engine's process: no restart
+
+
+def runtime_question(backend: str, plan: DependencyPlan, requester: str) -> str:
+    """The confirmation text before installing an optional CPU runtime."""
+    listing = "\n".join(f"- {requirement}" for requirement in plan.pip_requirements)
+    return (
+        f"{requester}: backend {backend} needs these Python packages in Slicer's Python:\n"
+        f"{listing}\n\nThey are optional: without them, backend auto predicts with torch. "
+        "Install them now? This needs internet access and may take a few minutes."
+    )
+
+
+def install(
+    plan: DependencyPlan, *, requester: str = "AutoSeg", question: str | None = None
+) -> InstallResult:
+    """Carry out ``plan`` in Slicer (asks the user first: ``question``, when given, replaces
+    the releases' own question about the pip packages).
 
     Raises ``subprocess.CalledProcessError`` when pip or the torch installer fails (Slicer shows
     the log).
@@ -89,7 +134,7 @@ def install(plan: DependencyPlan, *, requester: str = "AutoSeg") -> InstallResul
         [plan.torch_requirement] if plan.torch_needed and not plan.torch_via_extension else []
     )
     to_pip = [*plan.pip_requirements, *pip_torch]
-    if to_pip and not _pip_install(to_pip, requester):
+    if to_pip and not _pip_install(to_pip, requester, question):
         return InstallResult(False, "Package installation was cancelled.", cancelled=True)
     importlib.invalidate_caches()
     after = {name: installed_version(name) for name in names}
@@ -128,20 +173,25 @@ def _install_torch_with_extension(plan: DependencyPlan, requester: str) -> bool:
     return torch is not None
 
 
-def _pip_install(requirements: list[str], requester: str) -> bool:
-    """pip-install ``requirements`` with Slicer's own packages pinned; False if declined."""
+def _pip_install(requirements: list[str], requester: str, question: str | None = None) -> bool:
+    """pip-install ``requirements`` with Slicer's own packages pinned; False if declined.
+
+    ``question``: asked here instead of the release's own (pip_ensure's dialog on 5.12).
+    """
     import slicer  # noqa: PLC0415 (Slicer only)
 
     pins = protective_pins(installed_version)
+    if question is not None and not slicer.util.confirmOkCancelDisplay(question):
+        return False
     try:
         import slicer.packaging as slicer_packaging  # noqa: PLC0415 (Slicer 5.12+)
     except ImportError:
         listing = "\n".join(f"- {r}" for r in requirements)
-        question = (
+        default_question = (
             f"{requester} needs these Python packages in Slicer's Python:\n{listing}\n\n"
             "Install them now? This needs internet access and may take a few minutes."
         )
-        if not slicer.util.confirmOkCancelDisplay(question):
+        if question is None and not slicer.util.confirmOkCancelDisplay(default_question):
             return False
         # Pins as requirements: already satisfied, so pip keeps those exact versions.
         slicer.util.pip_install(" ".join([*requirements, *pins]))
@@ -151,7 +201,11 @@ def _pip_install(requirements: list[str], requester: str) -> bool:
         constraints.write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")
         try:
             slicer_packaging.pip_ensure(
-                requirements, constraints=constraints, requester=requester, prompt_restart=False
+                requirements,
+                constraints=constraints,
+                requester=requester,
+                prompt_install=question is None,  # else asked above
+                prompt_restart=False,
             )
         except RuntimeError as exc:
             if "declined" in str(exc):

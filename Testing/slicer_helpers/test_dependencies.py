@@ -19,8 +19,10 @@ from packaging.utils import canonicalize_name
 from Testing.slicer_api.reference_api import SlicerApi, slicer_api, supported
 from Testing.slicer_api.standins import pytorch_utils_module, slicer_module, slicer_package
 
+from autoseg.inference.backends.base import AUTO, BACKENDS, ONNXRUNTIME, OPENVINO, TORCH
 from AutoSegCoreLib import dependency_install
 from AutoSegCoreLib.dependencies import (
+    CPU_RUNTIMES_FILE,
     REQUIREMENTS_FILE,
     TORCH_REQUIREMENT,
     DependencyPlan,
@@ -34,11 +36,13 @@ from AutoSegCoreLib.dependencies import (
     protective_pins,
     pytorch_extension_available,
     replaced_loaded_distributions,
+    runtime_plan,
+    runtime_requirements,
     torch_backend,
     unmet_reason,
     version_specifier,
 )
-from AutoSegCoreLib.dependency_install import install
+from AutoSegCoreLib.dependency_install import ensure_backend_runtime, install
 
 ENGINE_REQUIREMENTS = ["scipy>=1.10", "batchgenerators>=0.25", "matplotlib>=3.7"]
 ALL_PRESENT = {
@@ -303,6 +307,54 @@ def test_the_version_part_of_a_requirement() -> None:
     assert version_specifier("torch") == ""
 
 
+# The optional CPU runtimes: planned per backend, never with the engine's requirements ------------
+
+RUNTIMES_PRESENT = {"openvino": "2026.4.0", "onnxruntime": "1.32.1", "onnx": "1.23.2"}
+
+
+def test_each_runtime_backend_needs_its_runtime_and_onnx_auto_and_torch_nothing() -> None:
+    assert runtime_requirements(OPENVINO) == ["openvino~=2026.4", "onnx~=1.23"]
+    assert runtime_requirements(ONNXRUNTIME) == ["onnxruntime~=1.32", "onnx~=1.23"]
+    assert runtime_requirements(AUTO) == []
+    assert runtime_requirements(TORCH) == []
+    every_line = {parse_requirement(t).name for b in BACKENDS for t in runtime_requirements(b)}
+    assert every_line == {parse_requirement(t).name for t in load_requirements(CPU_RUNTIMES_FILE)}
+
+
+def test_a_runtime_missing_from_the_requirements_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "requirements-cpu.txt"
+    path.write_text("onnx~=1.23\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"requirements-cpu.txt has no line for openvino"):
+        runtime_requirements(OPENVINO, path)
+
+
+@pytest.mark.parametrize(
+    ("backend", "versions", "planned"),
+    [
+        (OPENVINO, RUNTIMES_PRESENT, []),
+        (OPENVINO, {}, ["openvino~=2026.4", "onnx~=1.23"]),
+        (OPENVINO, {**RUNTIMES_PRESENT, "openvino": "2025.1.0"}, ["openvino~=2026.4"]),
+        (ONNXRUNTIME, {**RUNTIMES_PRESENT, "onnxruntime": None}, ["onnxruntime~=1.32"]),
+        (ONNXRUNTIME, {**RUNTIMES_PRESENT, "onnx": "1.16.0"}, ["onnx~=1.23"]),
+        (AUTO, {}, []),  # auto predicts with torch without them: nothing is ever forced
+        (TORCH, {}, []),
+    ],
+)
+def test_a_runtime_plan_holds_only_the_unmet_runtime_requirements(
+    backend: str, versions: dict, planned: list[str]
+) -> None:
+    runtime = runtime_plan(backend, installed_version=lookup(versions))
+    assert runtime.pip_requirements == planned
+    assert not runtime.torch_needed
+    assert runtime.skipped == []
+    assert runtime.nothing_to_install == (planned == [])
+
+
+def test_the_engine_requirements_never_include_the_cpu_runtimes() -> None:
+    runtimes = {parse_requirement(t).name for t in load_requirements(CPU_RUNTIMES_FILE)}
+    assert not runtimes & {parse_requirement(t).name for t in load_requirements()}
+
+
 # Installing inside Slicer, with stand-ins as strict as the real modules --------------------------
 
 
@@ -313,6 +365,7 @@ class FakeRelease:
     api: SlicerApi
     answer: bool = True
     questions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     pip: list = field(default_factory=list)
     torch_installs: list[dict] = field(default_factory=list)
 
@@ -331,6 +384,7 @@ def release(request, monkeypatch: pytest.MonkeyPatch) -> FakeRelease:
         "slicer.util",
         {
             "confirmOkCancelDisplay": confirm,
+            "warningDisplay": lambda text, *args, **kwargs: fake.warnings.append(text),
             "pip_install": lambda requirements, **kwargs: fake.pip.append(requirements),
         },
     )
@@ -410,9 +464,56 @@ def test_without_the_extension_torch_and_packages_come_from_pip(release, monkeyp
         assert release.pip == [" ".join(["scipy>=1.10", "torch>=2.1", *pins])]
         assert "- scipy>=1.10\n- torch>=2.1" in release.questions[0]
     else:  # Slicer 5.12: pip_ensure asks, pins as constraints
-        options = {"requester": "AutoSegPredict", "prompt_restart": False}
+        options = {"requester": "AutoSegPredict", "prompt_install": True, "prompt_restart": False}
         assert release.pip == [(["scipy>=1.10", "torch>=2.1"], pins, options)]
         assert release.questions == []
+
+
+def test_a_missing_runtime_is_offered_with_its_own_question(release, monkeypatch) -> None:
+    _installed(monkeypatch, {**ALL_PRESENT, "onnx": "1.23.2"})
+    assert ensure_backend_runtime(OPENVINO, "AutoSegPredict")
+    (question,) = release.questions  # once, in both releases: ours says declining is fine
+    assert question.startswith("AutoSegPredict: backend openvino needs")
+    assert "- openvino~=2026.4\n" in question
+    assert "- onnx" not in question  # already there
+    assert "without them, backend auto predicts with torch" in question
+    pins = ["numpy==2.1.3", "SimpleITK==2.4.0"]
+    if release.api.module("slicer.packaging") is None:  # Slicer 5.10
+        assert release.pip == [" ".join(["openvino~=2026.4", *pins])]
+    else:  # Slicer 5.12: already asked, so pip_ensure does not ask again
+        options = {"requester": "AutoSegPredict", "prompt_install": False, "prompt_restart": False}
+        assert release.pip == [(["openvino~=2026.4"], pins, options)]
+    assert release.torch_installs == []
+    assert release.warnings == []
+
+
+def test_declining_a_runtime_installs_nothing_and_says_auto_or_torch_still_work(
+    release, monkeypatch
+) -> None:
+    release.answer = False
+    _installed(monkeypatch, ALL_PRESENT)
+    assert not ensure_backend_runtime(ONNXRUNTIME, "AutoSegPredict")
+    assert release.pip == []
+    (warning,) = release.warnings
+    assert warning.startswith("Not started: backend onnxruntime needs onnxruntime~=1.32, onnx")
+    assert "Choose backend auto or torch" in warning
+    release.questions.clear()
+    assert ensure_backend_runtime(AUTO, "AutoSegPredict")  # the refusal changed nothing
+    assert ensure_backend_runtime(TORCH, "AutoSegPredict")
+    assert release.questions == []
+    assert release.pip == []
+
+
+@pytest.mark.parametrize("backend", [OPENVINO, ONNXRUNTIME])
+def test_runtimes_are_not_checked_for_a_user_chosen_python_or_when_present(
+    release, monkeypatch, backend: str
+) -> None:
+    _installed(monkeypatch, {})
+    assert ensure_backend_runtime(backend, python=Path("/opt/python/bin/python3"))
+    _installed(monkeypatch, {**ALL_PRESENT, **RUNTIMES_PRESENT})
+    assert ensure_backend_runtime(backend)
+    assert release.questions == []
+    assert release.pip == []
 
 
 def test_the_stand_ins_reject_what_the_real_modules_lack(release) -> None:

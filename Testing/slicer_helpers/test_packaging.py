@@ -299,10 +299,12 @@ def test_icons_are_pngs_of_the_stated_size(path: Path) -> None:
     assert (depth, colour) == (8, 6), "expected 8-bit RGBA"
 
 
-def _pyproject_dependencies() -> dict[str, Requirement]:
+def _pyproject_dependencies(extra: str | None = None) -> dict[str, Requirement]:
+    """pyproject's dependencies, or those of one optional extra, by canonical name."""
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    requirements = (Requirement(text) for text in project["dependencies"])
+    texts = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    requirements = (Requirement(text) for text in texts)
     return {canonicalize_name(r.name): r for r in requirements}
 
 
@@ -317,6 +319,20 @@ def test_requirements_file_mirrors_pyproject_without_slicer_owned_packages_and_t
     assert len(found) == len(lines), "a package is listed twice"
     assert found == expected
     assert not set(found) & SLICER_OWNED_OR_TORCH
+
+
+def test_cpu_runtimes_file_mirrors_pyprojects_cpu_extra() -> None:
+    expected = {name: str(r) for name, r in _pyproject_dependencies("cpu").items()}
+    lines = dependencies.load_requirements(dependencies.CPU_RUNTIMES_FILE)
+    found = {canonicalize_name(Requirement(t).name): str(Requirement(t)) for t in lines}
+    assert len(found) == len(lines), "a package is listed twice"
+    assert found == expected
+
+
+def test_the_bundled_cpu_runtimes_are_the_file_the_dependency_code_reads() -> None:
+    call = _compile_calls(ROOT / "AutoSegCore" / "CMakeLists.txt")["AutoSegCoreLib"]
+    bundled = [CORE_LIB / r for r in call["RESOURCES"]]
+    assert dependencies.CPU_RUNTIMES_FILE in bundled
 
 
 def test_torch_requirement_matches_pyproject() -> None:
