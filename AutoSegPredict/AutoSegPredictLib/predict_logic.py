@@ -6,6 +6,7 @@ and cancelling ends the whole process tree. A ``PredictionJob`` is what the modu
 timer; ``AutoSegPredictLogic.segment`` is the blocking console API built on it::
 
     AutoSegPredictLogic().segment(volumeNode, "/results/Dataset004_Hippocampus", device="cpu")
+    AutoSegPredictLogic().segment(volumeNode, modelFolder, backend="openvino")  # CPU runtime
 
 Every job works in its own temporary folder (inputs, outputs, nothing else) that is removed in
 every outcome: success, failure, cancel, and a job that is dropped without being finished. A job
@@ -29,6 +30,7 @@ from typing import Any, Literal
 import slicer
 
 from autoseg.errors import AutoSegError
+from autoseg.inference.backends.base import AUTO, check_backend
 from AutoSegCoreLib.process_runner import EngineProcess, ProcessEvent
 from AutoSegCoreLib.segmentation_import import import_label_file, import_label_file_into
 from AutoSegCoreLib.volume_io import VolumeError, as_volume_list, write_input_volumes
@@ -99,12 +101,18 @@ def _update_from(event: ProcessEvent) -> PredictionUpdate | None:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How ``autoseg predict`` runs: device, mirroring TTA, fast mode and folds."""
+    """How ``autoseg predict`` runs: device, mirroring TTA, fast mode, folds and the backend
+    that runs the network (one of the engine's BACKENDS; a runtime must be installed, see
+    AutoSegCoreLib.dependency_install.ensure_backend_runtime)."""
 
     device: str = "auto"
     tta: bool = True
     fast: bool = False
     folds: Sequence[int | str] | None = None
+    backend: str = AUTO
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend)  # a typo fails here, before any file is written
 
 
 def predict_arguments(
@@ -112,7 +120,7 @@ def predict_arguments(
 ) -> list[str]:
     """The ``autoseg predict`` arguments (after ``python -m autoseg``) for one job."""
     args = ["predict", "-i", str(input_dir), "-o", str(output_dir), "-m", str(model_folder)]
-    args += ["--progress", "json", "-device", options.device]
+    args += ["--progress", "json", "-device", options.device, "--backend", options.backend]
     if not options.tta:
         args.append("--disable_tta")
     if options.fast:
@@ -319,12 +327,15 @@ class AutoSegPredictLogic:
         folds: Sequence[int | str] | None = None,
         env_overrides: Mapping[str, str | None] | None = None,
         into: Any = None,
+        backend: str = AUTO,
     ) -> PredictionJob:
         """Write the volumes (one per model channel, in order) and start ``autoseg predict``.
 
         ``into``: an existing segmentation node to write the result into (segments named like a
         label replaced, the others kept); None (default) makes a new segmentation node.
+        ``backend``: what runs the network (``auto``, ``torch``, ``openvino``, ``onnxruntime``).
         """
+        options = PredictOptions(device=device, tta=tta, fast=fast, folds=folds, backend=backend)
         volumes = as_volume_list(volume_nodes)
         model = describe_model(Path(model_path))
         _check_channels(volumes, model)
@@ -332,7 +343,6 @@ class AutoSegPredictLogic:
         try:
             inputs, outputs = work_dir / INPUT_FOLDER, work_dir / OUTPUT_FOLDER
             write_input_volumes(volumes, inputs, file_ending=model.file_ending, case_id=CASE_ID)
-            options = PredictOptions(device=device, tta=tta, fast=fast, folds=folds)
             args = predict_arguments(inputs, outputs, model.predict_folder, options)
             process = EngineProcess.for_engine(
                 self.python_executable, args, env_overrides=env_overrides, cwd=work_dir
@@ -355,11 +365,13 @@ class AutoSegPredictLogic:
         fast: bool = False,
         timeout: float | None = None,
         into: Any = None,
+        backend: str = AUTO,
     ) -> slicer.vtkMRMLSegmentationNode:
         """Segment and wait (console API); one volume node or a list (one per channel); ``into``
-        an existing segmentation node to write into (see ``start_segmentation``)."""
+        an existing segmentation node to write into, ``backend`` what runs the network (see
+        ``start_segmentation``)."""
         job = self.start_segmentation(
-            volume_nodes, model_path, device=device, tta=tta, fast=fast, into=into
+            volume_nodes, model_path, device=device, tta=tta, fast=fast, into=into, backend=backend
         )
         try:
             return job.finish(timeout)

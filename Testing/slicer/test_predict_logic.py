@@ -21,6 +21,8 @@ import SimpleITK as sitk
 import slicer
 from Testing.slicer import model_fixtures
 
+from autoseg.errors import AutoSegError
+from autoseg.inference.backends.base import BACKENDS
 from AutoSegCoreLib.volume_io import VolumeError, write_input_volumes
 from AutoSegPredictLib.predict_logic import (
     INPUT_REMOVED,
@@ -133,14 +135,31 @@ def test_logic_runs_the_engine_with_this_python_by_default() -> None:
 
 
 def test_predict_arguments_follow_the_options(tmp_path: Path) -> None:
-    options = PredictOptions(device="cuda:1", tta=False, fast=True, folds=(0, "all"))
+    options = PredictOptions(device="cpu", tta=False, fast=True, folds=(0, "all"), backend="torch")
     args = predict_arguments(tmp_path / "i", tmp_path / "o", tmp_path / "m", options)
     assert args == [
         *("predict", "-i", str(tmp_path / "i"), "-o", str(tmp_path / "o")),
-        *("-m", str(tmp_path / "m"), "--progress", "json", "-device", "cuda:1"),
-        *("--disable_tta", "--fast", "-f", "0", "all"),
+        *("-m", str(tmp_path / "m"), "--progress", "json", "-device", "cpu"),
+        *("--backend", "torch", "--disable_tta", "--fast", "-f", "0", "all"),
     ]
-    assert "--disable_tta" not in predict_arguments(tmp_path, tmp_path, tmp_path, PredictOptions())
+    default = predict_arguments(tmp_path, tmp_path, tmp_path, PredictOptions())
+    assert "--disable_tta" not in default
+    assert default[default.index("--backend") + 1] == "auto"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_engine_backend_is_accepted_and_passed_on(tmp_path: Path, backend: str) -> None:
+    args = predict_arguments(tmp_path, tmp_path, tmp_path, PredictOptions(backend=backend))
+    assert args[args.index("--backend") + 1] == backend
+
+
+def test_an_unknown_backend_is_refused_before_any_file_is_written(scene, fake, tmp_path) -> None:
+    logic, model, arguments = fake
+    volume, _ = add_volume()
+    with pytest.raises(AutoSegError, match=r"backend 'openvno' is unknown.*auto, torch, openvino"):
+        logic.start_segmentation(volume, model, backend="openvno")
+    assert list((tmp_path / "temp").iterdir()) == []
+    assert not arguments.exists()  # no engine started
 
 
 def test_a_job_reports_progress_and_imports_the_result(scene, fake) -> None:
@@ -292,11 +311,19 @@ def test_wrong_channels_are_refused_before_anything_starts(scene, fake, tmp_path
     assert list((tmp_path / "temp").iterdir()) == []
 
 
+def _backend_of(arguments: Path) -> str:
+    """The --backend the stand-in engine was started with."""
+    args = json.loads(arguments.read_text(encoding="utf-8"))
+    return args[args.index("--backend") + 1]
+
+
 def test_segment_blocks_and_never_replaces_a_node(scene, fake) -> None:
-    logic, model, _ = fake
+    logic, model, arguments = fake
     volume, _ = add_volume()
     first = logic.segment(volume, model, device="cpu")
-    second = logic.segment([volume], model, device="cpu", timeout=30)
+    assert _backend_of(arguments) == "auto"
+    second = logic.segment([volume], model, device="cpu", timeout=30, backend="openvino")
+    assert _backend_of(arguments) == "openvino"  # the console API passes it on
     assert first.GetName() == "ct segmentation"
     assert second.GetName() not in ("", first.GetName())
     assert len(segmentation_nodes(scene)) == 2
