@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoseg import results_layout as layout
 from autoseg.atomic import atomic_path
 from autoseg.errors import AutoSegError
 from autoseg.model_zip_layout import (
@@ -37,19 +38,6 @@ from autoseg.model_zip_layout import (
     is_skipped,
 )
 from autoseg.paths import folder_error, make_folder
-from autoseg.results_layout import (
-    BEST_CHECKPOINT,
-    CROSSVAL_PATTERN,
-    FINAL_CHECKPOINT,
-    FOLD_PREFIX,
-    LATEST_CHECKPOINT,
-    MODEL_FILES,
-    PLANS_FILE,
-    POSTPROCESSING_FILE,
-    is_model_folder_name,
-    model_folder_name,
-    split_model_folder_name,
-)
 
 # Already compressed (or incompressible float weights): deflating them only costs time.
 _STORED_ENDINGS = (".pth", ".png", ".gz", ".npz", ".zip")
@@ -73,7 +61,7 @@ class ExportOptions:
     trainer: str = "AutoSegTrainer"
     plans: str = "AutoSegPlans"
     include_validation: bool = False
-    checkpoint: str = FINAL_CHECKPOINT
+    checkpoint: str = layout.FINAL_CHECKPOINT
 
 
 def export_model(
@@ -126,37 +114,33 @@ def _check_dataset_folder(folder: Path) -> Path:
 
 
 def _check_checkpoint_name(name: str) -> None:
-    if name == LATEST_CHECKPOINT or not name.endswith(".pth") or "/" in name or "\\" in name:
+    if name == layout.LATEST_CHECKPOINT or not name.endswith(".pth") or "/" in name or "\\" in name:
         raise AutoSegError(
-            f"Checkpoint {name!r} cannot be exported ({LATEST_CHECKPOINT} only resumes training). "
-            f"Use {FINAL_CHECKPOINT} or {BEST_CHECKPOINT}."
+            f"Checkpoint {name!r} cannot be exported ({layout.LATEST_CHECKPOINT} only resumes "
+            f"training). Use {layout.FINAL_CHECKPOINT} or {layout.BEST_CHECKPOINT}."
         )
 
 
 def _model_folders(source: Path, options: ExportOptions) -> list[Path]:
     """The model folders of the chosen configurations; all of them when none are named."""
-    folders = sorted(p for p in source.iterdir() if p.is_dir() and is_model_folder_name(p.name))
-    found = {
-        configuration: p
-        for p in folders
-        for trainer, plans, configuration in [split_model_folder_name(p.name)]
-        if (trainer, plans) == (options.trainer, options.plans)
-    }
+    folders = sorted(p for p in source.iterdir() if layout.is_model_folder_name(p.name))
+    chosen = (options.trainer, options.plans)
+    split = {p: layout.split_model_folder_name(p.name) for p in folders if p.is_dir()}
+    found = {name[2]: p for p, name in split.items() if name[:2] == chosen}
     wanted = sorted(found) if options.configurations is None else list(options.configurations)
     missing = [c for c in wanted if c not in found]
     if missing or not wanted:
-        models = [p.name for p in folders]
         which = f" for configuration(s) {', '.join(missing)}" if missing else ""
-        named = model_folder_name(options.trainer, options.plans, "<configuration>")
         raise AutoSegError(
-            f"{source} has no model folder {named}{which}. Model folders there: "
-            f"{', '.join(models) or 'none'}. Choose a configuration, trainer and plans that exist."
+            f"{source} has no model folder {layout.model_folder_name(*chosen, '<configuration>')}"
+            f"{which}. Model folders there: {', '.join(p.name for p in folders) or 'none'}. "
+            "Choose a configuration, trainer and plans that exist."
         )
     return [found[c] for c in dict.fromkeys(wanted)]
 
 
 def _fold_name(fold: object) -> str:
-    return str(fold).removeprefix(FOLD_PREFIX)
+    return str(fold).removeprefix(layout.FOLD_PREFIX)
 
 
 def _fold_order(name: str) -> tuple[int, int | str]:
@@ -165,7 +149,7 @@ def _fold_order(name: str) -> tuple[int, int | str]:
 
 def _fold_folders(model: Path, folds: Sequence[str] | None) -> list[Path]:
     """The chosen ``fold_<k>`` folders of one model; all of them when none are named."""
-    found = {_fold_name(p.name): p for p in model.glob(f"{FOLD_PREFIX}*") if p.is_dir()}
+    found = {_fold_name(p.name): p for p in model.glob(f"{layout.FOLD_PREFIX}*") if p.is_dir()}
     wanted = sorted(found, key=_fold_order) if folds is None else [_fold_name(f) for f in folds]
     missing = [f for f in wanted if f not in found]
     if missing or not wanted:
@@ -184,20 +168,20 @@ def _existing(folder: Path, names: Sequence[str]) -> list[Path]:
 def _shared_files(folder: Path) -> list[Path]:
     """Postprocessing and inference notes of a dataset or model folder (JSON and text only), with
     a recommended ensemble's post-processing (``ensembles/<name>/``; predict -m needs it)."""
-    found = [*folder.glob(f"{CROSSVAL_PATTERN}/*"), *folder.glob(f"{ENSEMBLES_DIR}/*/*")]
-    kept = {"summary.json", POSTPROCESSING_FILE}  # not the per-case probability properties
+    found = [*folder.glob(f"{layout.CROSSVAL_PATTERN}/*"), *folder.glob(f"{ENSEMBLES_DIR}/*/*")]
+    kept = {"summary.json", layout.POSTPROCESSING_FILE}  # not the per-case probability properties
     notes = sorted(p for p in found if p.is_file() and p.name in kept)
     return _existing(folder, SHARED_FILES) + notes
 
 
 def _model_files(model: Path) -> list[Path]:
-    missing = [n for n in MODEL_FILES if not (model / n).is_file()]
+    missing = [n for n in layout.MODEL_FILES if not (model / n).is_file()]
     if missing:
         raise AutoSegError(
             f"{model} lacks {', '.join(missing)}; a model cannot be used without them. "
             "Copy them from the preprocessed folder or train the model again."
         )
-    files = _existing(model, MODEL_FILES + OPTIONAL_MODEL_FILES)
+    files = _existing(model, layout.MODEL_FILES + OPTIONAL_MODEL_FILES)
     return files + _shared_files(model)
 
 
@@ -207,7 +191,7 @@ def _fold_files(fold: Path, options: ExportOptions) -> list[Path]:
         present = sorted(p.name for p in fold.glob("checkpoint_*.pth"))
         raise AutoSegError(
             f"{checkpoint} does not exist; checkpoints in {fold}: {', '.join(present) or 'none'} "
-            f"({LATEST_CHECKPOINT} is never exported). Finish training this fold, "
+            f"({layout.LATEST_CHECKPOINT} is never exported). Finish training this fold, "
             "choose another checkpoint, or leave the fold out."
         )
     files = [checkpoint, *_existing(fold, FOLD_FILES)]
@@ -294,7 +278,9 @@ def _refuse(zip_path: Path, what: str, problems: list[str], fix: str = _NOT_A_MO
 def _model_names(zip_path: Path, members: list[zipfile.ZipInfo], top: str) -> list[str]:
     """Model folders are the folders right below the top folder that hold a plans.json."""
     names = [m.filename.split("/") for m in members if not m.is_dir()]
-    models = sorted({p[1] for p in names if len(p) == 3 and p[0] == top and p[2] == PLANS_FILE})
+    models = sorted(
+        {p[1] for p in names if len(p) == 3 and p[0] == top and p[2] == layout.PLANS_FILE}
+    )
     if not models:
         _refuse(
             zip_path, "holds no model", [f"no {top}/<trainer>__<plans>__<configuration>/plans.json"]
