@@ -31,6 +31,7 @@ from AutoSegCoreLib.device_detection import (
 )
 from AutoSegCoreLib.preferences import Preferences
 from AutoSegCoreLib.process_runner import default_python
+from AutoSegPredictLib.backend_panel import BackendOption
 from AutoSegPredictLib.correction_panel import CorrectionPanel
 from AutoSegPredictLib.model_catalog import (
     ModelDescription,
@@ -107,6 +108,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self._backend = BackendOption(self.ui.backendComboBox, self._setPreferences)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.modelListComboBox.connect("currentIndexChanged(int)", self.onModelListChosen)
         self._corrections = CorrectionPanel(
@@ -120,6 +122,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.connect("timeout()", self.onPoll)
 
         self._fillDeviceChoices(None)
+        self._backend.show(self.preferences)
         self._devices = detect_devices_in_background(self.logic.python_executable)
         self._timer.start()
         self._fillModelList()
@@ -253,6 +256,9 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         device = self.ui.deviceComboBox.itemData(index) or "auto"
         self.preferences = Preferences.update(qt.QSettings(), device=device)
 
+    def _setPreferences(self, preferences: Preferences) -> None:
+        self.preferences = preferences
+
     # Segment -----------------------------------------------------------------------------------
 
     def updateButtons(self, *_args) -> None:
@@ -269,7 +275,10 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegment(self) -> None:
         device = self.ui.deviceComboBox.currentData or "auto"
         with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation.")):
-            if not ensure_engine_dependencies("AutoSegPredict", self.preferences.python_executable):
+            python = self.preferences.python_executable
+            if not ensure_engine_dependencies("AutoSegPredict", python):
+                return
+            if not self._backend.runtimeReady("AutoSegPredict", python):
                 return
             self._corrections.end()
             self._jobVolume = self.ui.inputVolumeSelector.currentNode()
@@ -278,6 +287,7 @@ class AutoSegPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._jobVolumes,
                 self._model.path,
                 device=device,
+                backend=self._backend.chosen,
                 tta=self.ui.ttaCheckBox.checked,
                 fast=self.ui.fastCheckBox.checked,
                 env_overrides=self.preferences.engine_env(),
