@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from autoseg import __version__
 from autoseg.atomic import write_json_atomic
 from autoseg.errors import AutoSegError
+from autoseg.inference.backends.base import device_for_backend
 from autoseg.inference.case_files import InputCase, find_input_cases
 from autoseg.inference.model_files import previous_stage_folder
 from autoseg.paths import make_folder
@@ -186,7 +187,8 @@ def predict(job: PredictJob, progress: ProgressCallback) -> tuple[int, int]:
     """Run a job; returns (cases predicted, cases of this part skipped as already done)."""
     from autoseg.inference.precision import resolve_device  # noqa: PLC0415 (pulls in torch)
 
-    job = replace(job, device=str(resolve_device(job.device)))
+    device = device_for_backend(job.device, job.backend)
+    job = replace(job, device=str(resolve_device(device)))
     model = open_model(job)
     cases = find_input_cases(job.input_dir, model.dataset.num_channels, model.dataset.file_ending)
     if job.case_ids is not None:

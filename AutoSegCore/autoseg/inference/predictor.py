@@ -26,7 +26,7 @@ import torch
 from autoseg.case_checks import CaseRules, load_images
 from autoseg.errors import AutoSegError
 from autoseg.image_io import Geometry, ImageReaderWriter, choose_reader_writer
-from autoseg.inference.backends.base import AUTO, check_backend
+from autoseg.inference.backends.base import AUTO, check_backend, device_for_backend
 from autoseg.inference.backends.model_cache import (
     CACHE_FOLDER_NAME,
     cache_folders_for,
@@ -174,7 +174,7 @@ class Predictor:
             folder = ModelFolder.open(Path(folder), folds)
         elif folds is not None:
             folder = ModelFolder.open(folder.path, folds, folder.checkpoint_name)
-        device = resolve_device(options.device)
+        device = resolve_device(device_for_backend(options.device, options.backend))
         return cls(folder, folder.load_fold_networks(device), options, device, progress)
 
     def _cache_folders(self, count: int) -> list[tuple[Path, ...]]:

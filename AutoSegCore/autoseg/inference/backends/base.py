@@ -60,3 +60,10 @@ class ConversionRequest:
 def check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise AutoSegError(f"backend {name!r} is unknown. Fix: use one of {', '.join(BACKENDS)}.")
+
+
+def device_for_backend(device: str, backend: str) -> str:
+    """The device to resolve for ``backend``: a CPU runtime chosen explicitly runs on the CPU when
+    the device was left to ``auto`` (on a GPU machine ``auto`` would pick CUDA, which the runtime
+    refuses); an explicit device is kept, so a CPU runtime with ``cuda`` stays a clear error."""
+    return "cpu" if backend in RUNTIMES and device == AUTO else device

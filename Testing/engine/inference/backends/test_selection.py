@@ -12,7 +12,7 @@ from torch import nn
 from autoseg.errors import AutoSegError
 from autoseg.inference import precision
 from autoseg.inference.backends import selection
-from autoseg.inference.backends.base import BF16, FP32
+from autoseg.inference.backends.base import BF16, FP32, device_for_backend
 from autoseg.inference.backends.selection import (
     build_backends,
     resolve_backend,
@@ -66,6 +66,23 @@ def test_auto_on_the_cpu_is_openvino_when_installed() -> None:
 def test_a_runtime_on_a_gpu_device_is_refused(name: str) -> None:
     with pytest.raises(AutoSegError, match=f"backend {name} runs on the CPU.*-device cpu"):
         resolve_backend(name, CUDA)
+
+
+@pytest.mark.parametrize(
+    ("device", "backend", "resolved"),
+    [
+        ("auto", "openvino", "cpu"),  # a CPU runtime chosen on a GPU machine runs on the CPU
+        ("auto", "onnxruntime", "cpu"),
+        ("auto", "auto", "auto"),  # auto/auto: the GPU when there is one, with torch
+        ("auto", "torch", "auto"),
+        ("cuda", "openvino", "cuda"),  # an explicit device stays (and is refused above)
+        ("cpu", "torch", "cpu"),
+    ],
+)
+def test_a_cpu_runtime_makes_the_automatic_device_the_cpu(
+    device: str, backend: str, resolved: str
+) -> None:
+    assert device_for_backend(device, backend) == resolved
 
 
 def test_unknown_backend_is_refused() -> None:
