@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 import torch
 
-from autoseg.checkpoint import BEST, FINAL, LATEST, load_checkpoint, newest_checkpoint
+from autoseg.checkpoint import FINAL, LATEST
 from autoseg.errors import AutoSegError
 from autoseg.model_listing import record_fold_cases
 from autoseg.network import describe_network
@@ -31,13 +30,7 @@ from autoseg.preprocessing.storage import case_ids
 from autoseg.training.comparison import compare_after_warm_start
 from autoseg.training.distributed import DistributedContext
 from autoseg.training.fold_lock import acquire_fold_lock
-from autoseg.training.history import TrainingHistory
 from autoseg.training.job import TrainingJob
-from autoseg.training.model_versions import (
-    keep_previous_model,
-    newest_version,
-    warm_start_from_version,
-)
 from autoseg.training.recipe import (
     build_network_for,
     build_training_parts,
@@ -46,14 +39,17 @@ from autoseg.training.recipe import (
 from autoseg.training.run_log import Mirror, RunLog
 from autoseg.training.settings import SETTINGS_FILE
 from autoseg.training.splits import fold_cases, load_or_create_splits
+from autoseg.training.starting_point import (
+    check_warm_start,
+    first_weights,
+    keep_previous_model_on_ranks,
+    resume_state,
+)
 from autoseg.training.stop_request import StopRequest, TrainingStopped, clear_stop_request
 from autoseg.training.trainer import LoopState, StopRequested, Trainer
 from autoseg.training.validation import ValidationSetup, run_final_validation, validation_dice
 from autoseg.training.warm_start import (
     WarmStart,
-    apply_warm_start,
-    copy_weights,
-    find_source,
     load_warm_start,
 )
 
@@ -95,13 +91,6 @@ def split_for(job: TrainingJob) -> tuple[list[str], list[str]]:
     return fold_cases(splits, job.fold, cases)
 
 
-def load_pretrained(model: torch.nn.Module, path: Path) -> None:
-    """Copy every weight except the segmentation heads; all others must match exactly."""
-    weights = load_checkpoint(path)["network_weights"]
-    fix = "use a checkpoint of a network planned like this configuration."
-    copy_weights(model, weights, path, skip_heads=True, fix=fix)
-
-
 @contextlib.contextmanager
 def _fold_lock(job: TrainingJob, options: RunOptions, dist: DistributedContext) -> Iterator[None]:
     """The main rank holds the fold lock; a stop request left from an earlier run is dropped."""
@@ -113,50 +102,10 @@ def _fold_lock(job: TrainingJob, options: RunOptions, dist: DistributedContext) 
         yield
 
 
-def _keep_previous_model(
-    job: TrainingJob, options: RunOptions, dist: DistributedContext
-) -> tuple[TrainingJob, Path | None]:
-    """A new training of a fold that holds a final model keeps that model as a version first
-    (model_versions.py); resuming or re-validating keeps nothing. Every rank learns the version,
-    as a warm start from this model reads its weights there."""
-    fresh = not (options.resume or options.validation_only)
-    had_model = fresh and (job.fold_dir / FINAL).is_file()
-    dist.barrier()  # every rank has looked before the main rank moves the model
-    kept = keep_previous_model(job, options.command) if had_model and dist.is_main else None
-    dist.barrier()  # every rank sees the emptied fold folder and the version
-    if had_model and not dist.is_main:
-        kept = newest_version(job.model_dir)
-    return warm_start_from_version(job, kept), kept
-
-
-def _check_warm_start(job: TrainingJob, options: RunOptions) -> None:
-    """Refuse a warm start that cannot work before anything is kept or written."""
-    if job.settings.from_model is None or options.validation_only:
-        return
-    if options.pretrained_weights:
-        raise AutoSegError(
-            "-pretrained_weights and --from-model both choose the first weights. Fix: use one."
-        )
-    if not options.resume:
-        find_source(job)
-
-
 def _log_lines(log: RunLog | None, lines: list[str]) -> None:
     if log is not None:
         for line in lines:
             log.message(line)
-
-
-def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
-    trainer.parts.model.load_state_dict(state["network_weights"])
-    trainer.parts.optimizer.load_state_dict(state["optimizer_state"])
-    if trainer.scaler is not None and state.get("grad_scaler_state"):
-        trainer.scaler.load_state_dict(state["grad_scaler_state"])
-    history = TrainingHistory.from_json(state["history"])
-    history.truncate(int(state["current_epoch"]))
-    history.best_ema = state.get("best_ema")
-    trainer.state.history = history
-    trainer.state.next_epoch = int(state["current_epoch"])
 
 
 def _prepare_folders(job: TrainingJob, options: RunOptions, dist: DistributedContext) -> None:
@@ -173,27 +122,6 @@ def _prepare_folders(job: TrainingJob, options: RunOptions, dist: DistributedCon
         job.config.patch_size,
     )
     (job.fold_dir / "network.txt").write_text(summary + "\n", encoding="utf-8")
-
-
-def _resume_state(job: TrainingJob, options: RunOptions) -> dict[str, Any] | None:
-    if options.validation_only:
-        name = BEST if options.use_best else FINAL
-        path = job.fold_dir / name
-        if not path.is_file():
-            raise AutoSegError(f"{path}: --val needs a finished training (no {name} found)")
-        return load_checkpoint(path)
-    if not options.resume:
-        if (job.fold_dir / FINAL).is_file() or (job.fold_dir / LATEST).is_file():
-            raise AutoSegError(
-                f"{job.fold_dir}: this fold already has checkpoints; use --c to continue it, --val "
-                "to only re-run validation, or choose another results folder (nothing was changed)"
-            )
-        return None
-    path = newest_checkpoint(job.fold_dir)
-    if path is None:
-        print(f"--c: no checkpoint in {job.fold_dir}; starting a new training", file=sys.stderr)
-        return None
-    return load_checkpoint(path)
 
 
 def _seed_everything(job: TrainingJob) -> int:
@@ -214,16 +142,16 @@ def train_fold(
     dist = dist or DistributedContext()
     if options.pretrained_weights and options.resume:
         raise AutoSegError("-pretrained_weights cannot be combined with --c (resume)")
-    _check_warm_start(job, options)
+    check_warm_start(job, options)
     if job.settings.cpu_threads:
         torch.set_num_threads(job.settings.cpu_threads)
     job.check_inputs()
     with _fold_lock(job, options, dist):
         stop = StopRequest(job.fold_dir)
-        job, kept = _keep_previous_model(job, options, dist)
+        job, kept = keep_previous_model_on_ranks(job, options, dist)
         _prepare_folders(job, options, dist)
         split = split_for(job)
-        state = _resume_state(job, options)
+        state = resume_state(job, options)
         if state is None and job.settings.from_model and not options.validation_only:
             options = replace(options, warm_start=load_warm_start(job))
         if dist.is_main and not options.validation_only:
@@ -287,13 +215,7 @@ def _train(
         try:
             with stop.signals():
                 trainer = Trainer(job, parts, log, dist, LoopState(stop=stop))
-                warm_lines: list[str] = []
-                if state is not None:
-                    _restore(trainer, state)
-                elif options.pretrained_weights:
-                    load_pretrained(parts.model, options.pretrained_weights)
-                elif options.warm_start is not None:
-                    warm_lines = apply_warm_start(parts.model, options.warm_start)
+                warm_lines = first_weights(trainer, state, options)
                 _log_start(log, job, trainer.state.next_epoch, len(split[0]), len(split[1]))
                 _log_lines(log, warm_lines)
                 trainer.fit()

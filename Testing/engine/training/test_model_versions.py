@@ -14,7 +14,6 @@ from autoseg.checkpoint import FINAL
 from autoseg.cli import main
 from autoseg.paths import DataRoots
 from autoseg.training import model_versions
-from autoseg.training import run as run_module
 from autoseg.training.distributed import DistributedContext, spawn
 from autoseg.training.fold_lock import LOCK_FILE
 from autoseg.training.job import TrainingJob
@@ -24,6 +23,7 @@ from autoseg.training.model_versions import (
     warm_start_from_version,
 )
 from autoseg.training.run import RunOptions
+from autoseg.training.starting_point import keep_previous_model_on_ranks
 
 from .conftest import tiny_job
 
@@ -142,7 +142,7 @@ def test_warm_start_from_this_model_reads_the_kept_version(job: TrainingJob, tmp
 
 def _keep_in_rank(context: DistributedContext, job: TrainingJob, out: Path) -> None:
     """Runs in each spawned process: the run's keep step, then what this rank learnt."""
-    kept_job, kept = run_module._keep_previous_model(job, RunOptions(), context)
+    kept_job, kept = keep_previous_model_on_ranks(job, RunOptions(), context)
     (out / f"rank{context.rank}.txt").write_text(f"{kept}|{kept_job.settings.from_model}")
 
 
