@@ -70,6 +70,7 @@ def check_warm_start(job: TrainingJob, options: RunOptions) -> None:
 
 
 def restore(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Continue exactly where a checkpoint left off: weights, optimizer, scaler and history."""
     trainer.parts.model.load_state_dict(state["network_weights"])
     trainer.parts.optimizer.load_state_dict(state["optimizer_state"])
     if trainer.scaler is not None and state.get("grad_scaler_state"):
@@ -82,6 +83,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
 
 
 def resume_state(job: TrainingJob, options: RunOptions) -> dict[str, Any] | None:
+    """The checkpoint a run continues from (``--c``) or validates (``--val``); None for a new run,
+    which must find no checkpoints left in the fold (the previous model was kept as a version)."""
     if options.validation_only:
         name = BEST if options.use_best else FINAL
         path = job.fold_dir / name
