@@ -34,6 +34,7 @@ from autoseg.checkpoint import FINAL
 from autoseg.errors import AutoSegError
 from autoseg.evaluation import CaseMetrics, case_metrics, summarize
 from autoseg.image_io import choose_reader_writer
+from autoseg.inference.backends.base import TORCH
 from autoseg.inference.export import logits_to_segmentation
 from autoseg.inference.model_folder import ModelFolder
 from autoseg.inference.predictor import PredictionOptions, Predictor
@@ -86,8 +87,13 @@ def _new_model(job: TrainingJob, setup: ValidationSetup) -> ModelFolder:
 
 
 def _options(job: TrainingJob, setup: ValidationSetup) -> PredictionOptions:
+    """Torch, as the final validation: the comparison runs inside the training process (which
+    forks augmentation workers), where a CPU runtime would convert two networks for one use."""
     return PredictionOptions(
-        step=job.settings.tile_step, mirror_tta=job.settings.mirror_tta, device=str(setup.device)
+        step=job.settings.tile_step,
+        mirror_tta=job.settings.mirror_tta,
+        device=str(setup.device),
+        backend=TORCH,
     )
 
 
