@@ -32,6 +32,21 @@ ImageFn = Callable[[int, int, tuple[int, ...], np.random.Generator], np.ndarray]
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_note_already_given() -> None:
+    """Without the optional CPU runtimes, the first prediction of a process notes once on stderr
+    that torch runs the network. Tests check their own command's output, so the process-wide note
+    is given before any test runs (test_selection.py tests the note itself)."""
+    import contextlib
+    import io
+
+    from autoseg.inference.backends import selection
+
+    if not selection.runtime_installed(selection.OPENVINO):
+        with contextlib.redirect_stderr(io.StringIO()):
+            selection._say_torch_fallback()
+
+
 def write_image(
     path: Path,
     array: np.ndarray,
