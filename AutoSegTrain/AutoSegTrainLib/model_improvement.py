@@ -51,7 +51,13 @@ from autoseg.results_layout import (
 from autoseg.training.job import TRAINER_NAME
 from AutoSegCoreLib.preferences import Preferences, SettingsStore
 from AutoSegTrainLib.fold_status import VALIDATION_FOLDER, fold_status
-from AutoSegTrainLib.training_plan import CASCADE, PLAN_KEY, EngineStep, TrainingRequest
+from AutoSegTrainLib.training_plan import (
+    CASCADE,
+    PLAN_KEY,
+    EngineStep,
+    TrainingRequest,
+    folder_args,
+)
 
 MODELS = ("previous", "new")  # the comparison's two models, in its own words
 CASE_SETS = ("added", "validation")
@@ -151,11 +157,6 @@ def why_not_improvable(results_root: Path, request: TrainingRequest) -> str | No
     return None
 
 
-def _folder_args(results: Path, preprocessed: Path, raw: Path | None) -> tuple[str, ...]:
-    raw_args = ("--raw", os.fspath(raw)) if raw is not None else ()
-    return (*raw_args, "--preprocessed", os.fspath(preprocessed), "--results", os.fspath(results))
-
-
 def _train_args(request: ImprovementRequest, fold: int | str, model: Path) -> list[str]:
     args = ["train", request.dataset, request.configuration, str(fold)]
     args += ["-device", request.train_device, "--from-model", os.fspath(model)]
@@ -191,7 +192,7 @@ def plan_improvement(
     names the data folders with flags, as ``training_plan.plan_steps`` does.
     """
     model = current_model(results_root, request.dataset, request.configuration)
-    folders = _folder_args(Path(results_root), Path(preprocessed_root), raw_root)
+    folders = folder_args(Path(results_root), Path(preprocessed_root), raw_root)
     plan_args = ("plan_and_preprocess", "-d", request.dataset, "-c", request.configuration)
     plan_args += ("--plans-from", os.fspath(model), "--progress", "json")
     steps = [

@@ -117,9 +117,14 @@ class _Roots:
     raw: Path | None
 
     def args(self) -> tuple[str, ...]:
-        raw = ("--raw", os.fspath(self.raw)) if self.raw is not None else ()
-        folders = ("--preprocessed", os.fspath(self.preprocessed))
-        return (*raw, *folders, "--results", os.fspath(self.results))
+        return folder_args(self.results, self.preprocessed, self.raw)
+
+
+def folder_args(results: Path, preprocessed: Path, raw: Path | None) -> tuple[str, ...]:
+    """The engine's data-folder flags (no --raw when the step reads no raw data)."""
+    raw_args = ("--raw", os.fspath(raw)) if raw is not None else ()
+    folders = ("--preprocessed", os.fspath(preprocessed))
+    return (*raw_args, *folders, "--results", os.fspath(results))
 
 
 def load_plans(preprocessed_root: Path, dataset: str) -> Plans | None:
