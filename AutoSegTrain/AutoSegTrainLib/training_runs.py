@@ -158,6 +158,10 @@ class _Slot:
     returncode: int | None = None
     stop_requested: bool = False
     error_message: str | None = None  # the engine's last JSON ``error`` event on stdout
+    # The thread ending this step's process tree; the step ends only after it (it removes a
+    # left-over STOP_REQUEST and kills strays of the group once the child has exited).
+    canceller: threading.Thread | None = None
+    exited: bool = False
 
     def snapshot(self) -> StepSnapshot:
         return StepSnapshot(
@@ -323,12 +327,11 @@ class TrainingRun:
         """A step whose progress cannot be read any more: end it and fail the run."""
         slot.stderr.append(f"cannot follow its progress: {error}")
         if slot.process is not None:
-            _cancel_in_background(slot.process, CANCEL_TIMEOUT_S)
+            slot.canceller = _cancel_in_background(slot.process, CANCEL_TIMEOUT_S)
         self._finish(slot, -1)
 
     def _drain(self, slot: _Slot) -> None:
         assert slot.process is not None
-        exited = False
         for event in slot.process.poll_events():
             if event.kind == "json":
                 self._on_json(slot, event.payload)
@@ -341,10 +344,10 @@ class TrainingRun:
                 slot.stderr.append(event.payload)
                 self._log.append(f"[{slot.step.label}] {event.payload}")
             else:  # "exit", always the last event
-                exited, slot.returncode = True, event.payload
+                slot.exited, slot.returncode = True, event.payload
                 self._log.append(f"[{slot.step.label}] exit code {event.payload}")
         self._follow(slot)  # after the exit too: the last events.jsonl lines are in by then
-        if exited:
+        if slot.exited and (slot.canceller is None or not slot.canceller.is_alive()):
             self._finish(slot, slot.returncode)
 
     @staticmethod
@@ -398,7 +401,7 @@ class TrainingRun:
         for slot in self._slots:
             if slot.state == "running" and not slot.stop_requested and slot.process is not None:
                 slot.stop_requested = True
-                _cancel_in_background(slot.process, timeout)
+                slot.canceller = _cancel_in_background(slot.process, timeout)
 
     def _cancel_waiting(self) -> None:
         for slot in self._slots:
@@ -420,6 +423,8 @@ def _failure(slot: _Slot, code: int | None) -> str:
     return f"{slot.step.label} {how}:\n{tail}"
 
 
-def _cancel_in_background(process: EngineProcess, timeout: float) -> None:
+def _cancel_in_background(process: EngineProcess, timeout: float) -> threading.Thread:
     """End ``process``'s tree from a helper thread: the grace period must not block a tick."""
-    threading.Thread(target=process.cancel, args=(timeout,), daemon=True).start()
+    thread = threading.Thread(target=process.cancel, args=(timeout,), daemon=True)
+    thread.start()
+    return thread

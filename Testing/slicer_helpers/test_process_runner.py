@@ -9,10 +9,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from patience import PATIENCE, wait_for
 
 import autoseg
 from autoseg.training.stop_request import STOP_REQUEST_FILE
@@ -47,20 +47,6 @@ def _alive(pid: int) -> bool:
         with_state = stat.read_text().rsplit(")", 1)[-1].split()
         return with_state[0] != "Z"
     return True
-
-
-# How long a test waits for a child at most: a deadline, never a duration the test asserts (a
-# loaded machine may take seconds to start a Python), so waits end as soon as the event happens.
-PATIENCE = 60.0
-
-
-def _wait_for(condition, timeout: float = PATIENCE) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_events_json_text_stderr_and_exit_in_order() -> None:
@@ -105,7 +91,7 @@ def test_poll_events_never_blocks_and_drains_everything(tmp_path: Path) -> None:
     """
     process = EngineProcess(_python(script))
     seen: list[ProcessEvent] = []
-    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen))
+    assert wait_for(lambda: seen.extend(process.poll_events()) or bool(seen))
     assert seen == [ProcessEvent("text", "first")]
     polled: list[list[ProcessEvent]] = []
     poller = threading.Thread(target=lambda: polled.append(process.poll_events()), daemon=True)
@@ -118,7 +104,7 @@ def test_poll_events_never_blocks_and_drains_everything(tmp_path: Path) -> None:
         seen.extend(process.poll_events())
         return seen[-1].kind == "exit"
 
-    assert _wait_for(exited)
+    assert wait_for(exited)
     assert seen == [
         ProcessEvent("text", "first"),
         ProcessEvent("text", "second"),
@@ -138,14 +124,14 @@ def test_cancel_ends_child_and_grandchild(tmp_path: Path) -> None:
         time.sleep(60)
     """
     process = EngineProcess(_python(script))
-    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
     grandchild = int(pid_file.read_text())
     assert _alive(process.pid)
     assert _alive(grandchild)
     code = process.cancel(timeout=2)
     assert code == -signal.SIGTERM
     assert not process.is_running
-    assert _wait_for(lambda: not _alive(grandchild))
+    assert wait_for(lambda: not _alive(grandchild))
     events = process.collect_until_exit(timeout=PATIENCE)
     assert ProcessEvent("text", "ready") in events
     assert events[-1] == ProcessEvent("exit", -signal.SIGTERM)
@@ -161,7 +147,7 @@ def test_cancel_kills_a_child_that_ignores_sigterm() -> None:
     """
     process = EngineProcess(_python(script))
     seen: list[ProcessEvent] = []
-    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen))
+    assert wait_for(lambda: seen.extend(process.poll_events()) or bool(seen))
     assert process.cancel(timeout=0.3) == -signal.SIGKILL
     assert process.cancel(timeout=0.1) == -signal.SIGKILL  # a second cancel is harmless
 
@@ -282,7 +268,7 @@ def _stoppable(folder: Path, delay: float = 0.0, obey: bool = True) -> EnginePro
 def test_cancel_asks_through_the_stop_request_file_first(tmp_path: Path) -> None:
     process = _stoppable(tmp_path)
     seen: list[ProcessEvent] = []
-    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
+    assert wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
     assert process.cancel(timeout=30) == 0  # it saved and exited by itself
     assert (tmp_path / "checkpoint_latest.pth").is_file()
     assert not (tmp_path / STOP_REQUEST_FILE).exists()  # no request is left for the next run
@@ -310,7 +296,7 @@ def test_a_request_needs_an_existing_folder_and_a_running_process(tmp_path: Path
 def test_signals_follow_when_the_request_is_not_honoured(tmp_path: Path) -> None:
     process = _stoppable(tmp_path, obey=False)
     seen: list[ProcessEvent] = []
-    assert _wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
+    assert wait_for(lambda: seen.extend(process.poll_events()) or bool(seen), timeout=30)
     assert process.cancel(timeout=0.5) == -signal.SIGTERM
     assert not (tmp_path / "checkpoint_latest.pth").exists()
     assert not (tmp_path / STOP_REQUEST_FILE).exists()

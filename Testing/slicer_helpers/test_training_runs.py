@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from patience import PATIENCE
 
 from AutoSegTrainLib.fold_status import fold_status
 from AutoSegTrainLib.training_runs import (
@@ -144,7 +145,7 @@ def fake(tmp_path: Path):
     return make
 
 
-def _run(run: TrainingRun, timeout: float = 20.0) -> list[RunSnapshot]:
+def _run(run: TrainingRun, timeout: float = PATIENCE) -> list[RunSnapshot]:
     snapshots = []
     deadline = time.monotonic() + timeout
     while not run.is_finished:
@@ -234,7 +235,7 @@ def test_the_log_box_gets_every_output_line_once_with_its_step(tmp_path: Path, f
     steps = plan_steps(_request(folds=(0,), run_find_best=False), tmp_path / "r", tmp_path / "p")
     run = fake(steps, FAKE_FAIL="3d_fullres 0")
     taken: list[str] = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while not run.is_finished and time.monotonic() < deadline:
         run.tick()
         taken += run.take_log()
@@ -324,28 +325,26 @@ def _alive(pid: int) -> bool:
 
 
 @posix_only
-@pytest.mark.parametrize(("obeys", "code"), [("1", 0), ("0", 130)])
+@pytest.mark.parametrize(("obeys", "code", "timeout"), [("1", 0, 60.0), ("0", 130, 1.0)])
 def test_cancel_ends_child_and_grandchild_and_leaves_a_resumable_fold(
-    tmp_path: Path, fake, obeys: str, code: int
+    tmp_path: Path, fake, obeys: str, code: int, timeout: float
 ) -> None:
     """The training is asked to stop through its STOP_REQUEST file (it saves and exits 0); one
-    that does not answer gets SIGTERM (it saves and exits 130). Either way the whole process
-    group ends, also a grandchild that ignores SIGTERM."""
+    that does not answer within ``timeout`` gets SIGTERM (it saves and exits 130). Either way the
+    whole process group ends, also a grandchild that ignores SIGTERM, and no request is left."""
     pid_file = tmp_path / "grandchild.pid"
     steps = plan_steps(_request(), tmp_path / "res", tmp_path / "pre")
     run = fake(steps, FAKE_HANG=str(pid_file), FAKE_OBEYS=obeys)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline
         run.tick()
         time.sleep(0.02)
     grandchild = int(pid_file.read_text())
     assert _alive(grandchild)
-    started = time.monotonic()
-    run.cancel(timeout=1.0)
-    assert time.monotonic() - started < 0.5  # the call itself never waits
+    run.cancel(timeout=timeout)  # returns at once: helper threads do the waiting
     assert run.tick().status.startswith("Stopping: Train 3d_fullres fold 0")
-    run.cancel(timeout=1.0, block=True)
+    run.cancel(timeout=timeout, block=True)
     final = run.snapshot()
     assert final.finished
     assert run.cancelled
@@ -353,8 +352,8 @@ def test_cancel_ends_child_and_grandchild_and_leaves_a_resumable_fold(
     assert [s.state for s in final.steps] == ["done", "cancelled", "cancelled", "cancelled"]
     assert final.steps[1].returncode == code  # the child saved and exited itself
     assert final.status == "Cancelled (1 of 4 steps done)"
-    deadline = time.monotonic() + 3
-    while _alive(grandchild) and time.monotonic() < deadline:
+    deadline = time.monotonic() + PATIENCE
+    while _alive(grandchild) and time.monotonic() < deadline:  # killed; waiting to be reaped
         time.sleep(0.02)
     assert not _alive(grandchild)  # SIGKILL to the group ended it
     fold = tmp_path / "res" / DATASET / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
@@ -367,7 +366,7 @@ def test_a_training_stopped_from_elsewhere_ends_the_run_as_cancelled(tmp_path: P
     steps = plan_steps(_request(), tmp_path / "res", tmp_path / "pre")
     run = fake(steps, FAKE_EPOCH_S="30")
     fold = tmp_path / "res" / DATASET / "AutoSegTrainer__AutoSegPlans__3d_fullres" / "fold_0"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while not (fold / "events.jsonl").is_file():
         assert time.monotonic() < deadline
         run.tick()
