@@ -17,7 +17,7 @@ their parameter names mapped onto AutoSeg's network (``autoseg.interop.nnunet_ch
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,11 @@ import torch
 from torch import nn
 
 from autoseg.checkpoint import FINAL, load_checkpoint
-from autoseg.dataset import DatasetSpec
 from autoseg.errors import AutoSegError
-from autoseg.inference.model_files import AUTOSEG_ORIGIN, open_model_files
+from autoseg.inference.model_files import ModelFiles, open_model_files
 from autoseg.interop.nnunet_checkpoint import load_nnunet_checkpoint
 from autoseg.interop.nnunet_plans import NNUNET_ORIGIN
 from autoseg.network import build_network
-from autoseg.plans import ConfigurationPlan, Plans
-from autoseg.results_layout import fold_folder_name
 
 
 def _read_checkpoint(file: Path, origin: str) -> dict[str, Any]:
@@ -67,28 +64,14 @@ def _load_weights(network: nn.Module, file: Path, origin: str) -> None:
 
 
 @dataclass(frozen=True)
-class ModelFolder:
-    """A validated model folder.
+class ModelFolder(ModelFiles):
+    """A model folder whose checkpoints were checked too: what inference runs.
 
-    Attributes:
-        path: the model folder.
-        plans: its plans (every configuration; ``configuration`` names the trained one).
-        dataset: its dataset.json (labels, channels, file ending).
-        configuration: the trained configuration, from the folder name.
-        folds: the fold names to use ("0", "1", ..., or "all"), each with ``checkpoint_name``.
-        checkpoint_name: the checkpoint file inside each fold folder.
-        mirror_axes: test-time mirroring axes the training allowed (from the first fold).
-        origin: who wrote the folder: "autoseg", or "nnunet" (an nnU-Net v2 model folder).
+    The fields of ``ModelFiles``, plus ``mirror_axes``: the test-time mirroring axes the training
+    allowed (from the first fold's checkpoint).
     """
 
-    path: Path
-    plans: Plans
-    dataset: DatasetSpec
-    configuration: str
-    folds: tuple[str, ...]
-    checkpoint_name: str = FINAL
     mirror_axes: tuple[int, ...] = ()
-    origin: str = AUTOSEG_ORIGIN
 
     @classmethod
     def open(
@@ -108,19 +91,8 @@ class ModelFolder:
             for name in files.folds
         ]
         return cls(
-            files.path,
-            files.plans,
-            files.dataset,
-            files.configuration,
-            files.folds,
-            checkpoint,
-            axes[0],
-            files.origin,
+            **{f.name: getattr(files, f.name) for f in fields(ModelFiles)}, mirror_axes=axes[0]
         )
-
-    @property
-    def config(self) -> ConfigurationPlan:
-        return self.plans.configuration(self.configuration)
 
     @property
     def num_input_channels(self) -> int:
@@ -129,15 +101,8 @@ class ModelFolder:
         return self.dataset.num_channels + extra
 
     @property
-    def is_cascade(self) -> bool:
-        return self.config.previous_stage is not None
-
-    @property
     def num_classes(self) -> int:
         return self.dataset.labels.num_segmentation_heads
-
-    def checkpoint_file(self, fold: str) -> Path:
-        return self.path / fold_folder_name(fold) / self.checkpoint_name
 
     def build_network(self) -> nn.Module:
         """A fresh network of this model (random weights, deep supervision off)."""
