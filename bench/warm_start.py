@@ -25,7 +25,7 @@ C 600; the 40-case plans train batches of 2) is sized for about 25 minutes on a 
 with bf16 (README, "Training speed"); run it with ``nice -n 19`` when no other training runs, as
 wall times under contention mean little. A CPU shared with other work can be ten times slower.
 
-    python bench/warm_start.py [--work DIR] [--epochs-a 20] [--epochs-b N]
+    python bench/warm_start.py [--work DIR] [--epochs-a 20] [--epochs-b N] [--lr-b LR]
         [--iterations-per-epoch 20] [--val-iterations 4] [--train-cases 20] [--added-cases 20]
         [--validation-cases 20] [--device cpu] [--seed 0] [--output FILE]
 """
@@ -315,7 +315,8 @@ def run_arms(work: Workspace, data: Path, cases: Cases, args: argparse.Namespace
     grow_dataset(work, data, cases.added, len(first) + len(cases.added))
     model_a = work.fold_dir("A").parent
     preprocess_b = plan(work, "plan_and_preprocess_B", ["--plans-from", str(model_a)])
-    seconds = train(work, "B", args.epochs_b, args, ["--from-model", str(model_a)])
+    lr_b = ["--set", f"initial_lr={args.lr_b}"] if args.lr_b is not None else []
+    seconds = train(work, "B", args.epochs_b, args, ["--from-model", str(model_a), *lr_b])
     arms["B"] = arm_figures(work, "B", seconds) | {"preprocess_seconds": preprocess_b}
     epochs_c = args.epochs_a + arms["B"]["epochs"]  # the same total budget as A + B
     arms["C"] = arm_figures(work, "C", train(work, "C", epochs_c, args, []))
@@ -419,6 +420,12 @@ def parse_arguments() -> argparse.Namespace:
         type=int,
         default=None,
         help="B's epochs (default: the engine's fine-tuning default)",
+    )
+    parser.add_argument(
+        "--lr-b",
+        type=float,
+        default=None,
+        help="B's initial learning rate (default: the engine's fine-tuning default, 1e-3)",
     )
     parser.add_argument("--iterations-per-epoch", type=int, default=20)
     parser.add_argument(
