@@ -86,6 +86,9 @@ class StopRequest:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._interrupt_main = False
+        # Set by the main thread's SIGINT handler inside ``interrupting`` (a plain attribute: a
+        # handler must not take ``_lock``, which the main thread may hold when it runs).
+        self._interrupt_delivered = False
         self.reason: str | None = None
 
     def __call__(self) -> bool:
@@ -142,7 +145,20 @@ class StopRequest:
     @contextlib.contextmanager
     def interrupting(self) -> Iterator[None]:
         """Inside the block a file request raises KeyboardInterrupt in the main thread: for work
-        that polls no flag (the final validation). ``by_file`` then tells it from a Ctrl+C."""
+        that polls no flag (the final validation). ``by_file`` then tells it from a Ctrl+C.
+
+        In the main thread the block owns SIGINT: its handler raises KeyboardInterrupt, as
+        Python's default one does, and notes that the interrupt arrived; the watcher repeats the
+        interrupt until then. So neither a SIGINT handler set by someone else (with SIGINT ignored
+        or at its default, ``_thread.interrupt_main`` does nothing) nor native code in the main
+        thread that takes the pending interrupt for itself (``PyOS_InterruptOccurred``) leaves the
+        work running.
+        """
+        owns_sigint = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGINT) if owns_sigint else None
+        if owns_sigint:
+            signal.signal(signal.SIGINT, self._raise_interrupt)
+        self._interrupt_delivered = False
         with self._lock:
             self._interrupt_main = True
         try:
@@ -150,15 +166,24 @@ class StopRequest:
         finally:
             with self._lock:
                 self._interrupt_main = False
+            if owns_sigint:
+                # None: the previous handler was not set from Python; Python's default stands in
+                restored = previous if previous is not None else signal.default_int_handler
+                signal.signal(signal.SIGINT, restored)
+
+    def _raise_interrupt(self, _number: int, _frame: object) -> None:
+        self._interrupt_delivered = True
+        raise KeyboardInterrupt
 
     def _watch(self, done: threading.Event, on_request: OnRequest | None) -> None:
         acknowledged = False
         while not done.wait(self._poll_s):
-            if not self.is_set() or acknowledged:
+            if not self.is_set():
                 continue
-            acknowledged = True
-            if on_request is not None:
-                on_request(self.reason or FILE_REASON)
+            if not acknowledged:
+                acknowledged = True
+                if on_request is not None:
+                    on_request(self.reason or FILE_REASON)
             with self._lock:
-                if self._interrupt_main and self.by_file:
+                if self._interrupt_main and self.by_file and not self._interrupt_delivered:
                     _thread.interrupt_main()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from autoseg.training import stop_request as stop_request_module
 from autoseg.training.stop_request import (
     FILE_REASON,
     STOP_REQUEST_FILE,
@@ -84,6 +85,52 @@ def test_a_file_request_interrupts_work_that_polls_nothing(tmp_path) -> None:
     with stop.watching(), pytest.raises(KeyboardInterrupt):
         long_computation()
     assert stop.by_file
+
+
+def _interrupted_by_a_file_request(stop: StopRequest, folder) -> bool:
+    """Whether a file request interrupts a block that polls nothing (inside ``watching``)."""
+
+    def long_computation() -> None:
+        with stop.interrupting():
+            write_stop_request(folder)
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    try:
+        with stop.watching():
+            long_computation()
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("handler", [signal.SIG_IGN, signal.SIG_DFL])
+def test_a_sigint_handler_set_by_others_does_not_lose_the_interrupt(tmp_path, handler) -> None:
+    """With SIGINT ignored or at its default, ``_thread.interrupt_main`` alone does nothing; the
+    block owns SIGINT while it runs and gives the handler back afterwards."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        assert _interrupted_by_a_file_request(StopRequest(tmp_path, poll_s=0.01), tmp_path)
+        assert signal.getsignal(signal.SIGINT) == handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_taken_by_someone_else_is_repeated(tmp_path, monkeypatch) -> None:
+    """Native code in the main thread may take a pending interrupt for itself: the watcher
+    repeats it until the block's handler has it."""
+    calls: list[int] = []
+    real = stop_request_module._thread.interrupt_main
+
+    def first_one_lost() -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            real()
+
+    monkeypatch.setattr(stop_request_module._thread, "interrupt_main", first_one_lost)
+    assert _interrupted_by_a_file_request(StopRequest(tmp_path, poll_s=0.01), tmp_path)
+    assert len(calls) >= 2
 
 
 def test_outside_interrupting_a_request_only_sets_the_flag(tmp_path) -> None:
